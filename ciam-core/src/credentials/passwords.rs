@@ -1,0 +1,329 @@
+//! Password hashing with argon2id: OWASP parameters by default, off the async executor, at
+//! most one hash per core at a time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::clock::RandomSource;
+
+/// A password as typed by its owner. Redacted `Debug`, no `Display`.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password exactly as typed (no trimming, no normalization).
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The password text. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A stored password hash in PHC string format. Redacted `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHashString(String);
+
+impl PasswordHashString {
+    /// Wraps a PHC string read from a store or an import; checks that it parses.
+    pub fn parse(phc: &str) -> Result<Self, PasswordError> {
+        PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
+        Ok(Self(phc.to_owned()))
+    }
+
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHashString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algorithm = self.0.split('$').nth(1).unwrap_or("?");
+        write!(f, "PasswordHashString({algorithm}, <redacted>)")
+    }
+}
+
+/// Errors of password policy and hashing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// Shorter than the policy minimum.
+    #[error("the password must have at least {min} characters")]
+    TooShort {
+        /// Minimum length.
+        min: usize,
+    },
+    /// Longer than the policy maximum.
+    #[error("the password must have at most {max} characters")]
+    TooLong {
+        /// Maximum length.
+        max: usize,
+    },
+    /// The stored hash is not a PHC string this library understands.
+    #[error("the stored password hash is malformed")]
+    MalformedHash,
+    /// The argon2 parameters are out of range.
+    #[error("invalid password hashing parameters")]
+    InvalidParams,
+    /// Hashing could not run (the blocking pool is gone).
+    #[error("password hashing is unavailable")]
+    Unavailable,
+}
+
+/// Length rules for new passwords (NIST SP 800-63B: length, no composition rules).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters (default 8).
+    pub min_len: usize,
+    /// Maximum length in characters (default 128).
+    pub max_len: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_len: 8,
+            max_len: 128,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Checks a new password exactly as typed.
+    pub fn check(&self, password: &Password) -> Result<(), PasswordError> {
+        let len = password.expose().chars().count();
+        if len < self.min_len {
+            return Err(PasswordError::TooShort { min: self.min_len });
+        }
+        if len > self.max_len {
+            return Err(PasswordError::TooLong { max: self.max_len });
+        }
+        Ok(())
+    }
+}
+
+/// argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Parallelism.
+    pub parallelism: u32,
+}
+
+impl PasswordParams {
+    /// OWASP's recommendation: m=19456 KiB, t=2, p=1. The default.
+    pub const OWASP: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// Cheap parameters for tests only (m=64 KiB, t=1, p=1). Never in production.
+    pub const INSECURE_FAST_FOR_TESTS: Self = Self {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
+impl Default for PasswordParams {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// Result of verifying a password against a stored hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// The password does not match.
+    Mismatch,
+    /// The password matches and the hash uses the current parameters.
+    Match,
+    /// The password matches; the hash should be replaced by this one (new parameters).
+    MatchRehashed(PasswordHashString),
+}
+
+/// Hashes and verifies passwords on the blocking pool, at most one hash per core at a time.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: PasswordParams,
+    permits: Arc<Semaphore>,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with `params`, allowing as many concurrent hashes as the machine has cores.
+    pub fn new(params: PasswordParams) -> Result<Self, PasswordError> {
+        argon2_for(params)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(cores)),
+        })
+    }
+
+    /// The current parameters.
+    pub fn params(&self) -> PasswordParams {
+        self.params
+    }
+
+    /// Hashes a password with a fresh random salt.
+    pub async fn hash(
+        &self,
+        password: &Password,
+        random: &dyn RandomSource,
+    ) -> Result<PasswordHashString, PasswordError> {
+        let mut salt_bytes = [0u8; 16];
+        random.fill(&mut salt_bytes);
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| PasswordError::Unavailable)?;
+        let params = self.params;
+        let password = password.clone();
+        self.run(move || {
+            let argon2 = argon2_for(params)?;
+            argon2
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|hash| PasswordHashString(hash.to_string()))
+                .map_err(|_| PasswordError::Unavailable)
+        })
+        .await
+    }
+
+    /// Verifies `password` against `stored`; a match on outdated parameters returns the new hash.
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: &PasswordHashString,
+        random: &dyn RandomSource,
+    ) -> Result<Verification, PasswordError> {
+        let mut salt_bytes = [0u8; 16];
+        random.fill(&mut salt_bytes);
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| PasswordError::Unavailable)?;
+        let params = self.params;
+        let password = password.clone();
+        let stored = stored.clone();
+        self.run(move || {
+            let parsed = PasswordHash::new(stored.as_str()).map_err(|_| PasswordError::MalformedHash)?;
+            let argon2 = argon2_for(params)?;
+            if argon2
+                .verify_password(password.expose().as_bytes(), &parsed)
+                .is_err()
+            {
+                return Ok(Verification::Mismatch);
+            }
+            if is_current(&parsed, params) {
+                return Ok(Verification::Match);
+            }
+            argon2
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|hash| Verification::MatchRehashed(PasswordHashString(hash.to_string())))
+                .map_err(|_| PasswordError::Unavailable)
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Unavailable)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| PasswordError::Unavailable)?
+    }
+}
+
+fn argon2_for(params: PasswordParams) -> Result<Argon2<'static>, PasswordError> {
+    let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
+        .map_err(|_| PasswordError::InvalidParams)?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn is_current(hash: &PasswordHash<'_>, params: PasswordParams) -> bool {
+    if hash.algorithm.as_str() != "argon2id" {
+        return false;
+    }
+    let get = |name: &str| hash.params.get_decimal(name);
+    get("m") == Some(params.memory_kib)
+        && get("t") == Some(params.iterations)
+        && get("p") == Some(params.parallelism)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SeededRandom;
+
+    #[tokio::test]
+    async fn hashes_verify_and_upgrade() {
+        let random = SeededRandom::new(7);
+        let old = PasswordHasher::new(PasswordParams::INSECURE_FAST_FOR_TESTS).unwrap();
+        let password = Password::new("correct horse battery");
+        let hash = old.hash(&password, &random).await.unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(
+            old.verify(&password, &hash, &random).await.unwrap(),
+            Verification::Match
+        );
+        assert_eq!(
+            old.verify(&Password::new("wrong"), &hash, &random)
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+        let newer = PasswordHasher::new(PasswordParams {
+            memory_kib: 128,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let Verification::MatchRehashed(upgraded) =
+            newer.verify(&password, &hash, &random).await.unwrap()
+        else {
+            panic!("expected a rehash")
+        };
+        assert!(upgraded.as_str().contains("m=128"));
+    }
+
+    #[test]
+    fn policy_checks_length_as_typed() {
+        let policy = PasswordPolicy::default();
+        assert!(policy.check(&Password::new("short")).is_err());
+        assert!(policy.check(&Password::new("        ")).is_ok());
+        assert!(policy.check(&Password::new("x".repeat(129))).is_err());
+        assert_eq!(format!("{:?}", Password::new("secret")), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn owasp_is_the_default() {
+        assert_eq!(PasswordParams::default(), PasswordParams::OWASP);
+    }
+}

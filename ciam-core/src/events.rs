@@ -1,0 +1,265 @@
+//! Domain events: every state change emits one, in the same atomic commit as the change.
+//!
+//! The store's outbox feeds them to the CRM and webhooks (at least once, stable
+//! [`EventId`] for de-duplication); the same events make the audit log.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::authz::Actor;
+use crate::identities::{Mandate, StaffRole};
+use crate::ids::{
+    BusinessRoleId, ContractId, EventId, IdentityId, InvitationId, JoinRequestId,
+    OrgRegistrationId, OrganizationId, ServiceId,
+};
+use crate::invitations::InvitationStatus;
+use crate::organizations::ContractStatus;
+use crate::sessions::RevocationReason;
+
+/// A contact detail that changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactField {
+    /// Email address.
+    Email,
+    /// Phone number.
+    Phone,
+    /// Given and family name.
+    Name,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// An organization was created.
+    OrganizationCreated {
+        /// Its name.
+        name: String,
+        /// Its CRM account id.
+        crm_account_id: Option<String>,
+    },
+    /// An organization's data changed.
+    OrganizationUpdated {
+        /// Its name after the change.
+        name: String,
+    },
+    /// A contract was created or changed.
+    ContractChanged {
+        /// The contract.
+        contract: ContractId,
+        /// Its CRM id.
+        crm_contract_id: String,
+        /// Status before (none when new).
+        before: Option<ContractStatus>,
+        /// Status after.
+        after: ContractStatus,
+        /// Services covered after the change.
+        services: BTreeSet<ServiceId>,
+    },
+    /// A person lost access to services because a contract stopped giving it.
+    AccessRevoked {
+        /// The services no longer reachable through that organization.
+        services: BTreeSet<ServiceId>,
+        /// The contract whose end caused it.
+        contract: ContractId,
+    },
+    /// A service was defined or changed.
+    ServiceDefined {
+        /// The service.
+        service: ServiceId,
+        /// Its key.
+        key: String,
+    },
+    /// A business role was defined or changed.
+    BusinessRoleDefined {
+        /// The role.
+        role: BusinessRoleId,
+        /// Its key.
+        key: String,
+    },
+    /// An invitation was created (sent, or held for review).
+    InvitationCreated {
+        /// The invitation.
+        invitation: InvitationId,
+        /// The invitee's email.
+        email: String,
+        /// Sent or held.
+        status: InvitationStatus,
+        /// CRM lead id, for a lead.
+        crm_lead_id: Option<String>,
+    },
+    /// A held invitation was released and sent.
+    InvitationReleased {
+        /// The invitation.
+        invitation: InvitationId,
+    },
+    /// An invitation was sent again with a new token.
+    InvitationResent {
+        /// The invitation.
+        invitation: InvitationId,
+    },
+    /// An invitation was revoked.
+    InvitationRevoked {
+        /// The invitation.
+        invitation: InvitationId,
+    },
+    /// An invitation expired unused.
+    InvitationExpired {
+        /// The invitation.
+        invitation: InvitationId,
+    },
+    /// An invitation was accepted.
+    InvitationAccepted {
+        /// The invitation.
+        invitation: InvitationId,
+    },
+    /// A customer's user registered (accepted an invitation or was approved to join).
+    CustomerUserRegistered {
+        /// The user's email.
+        email: String,
+        /// Given name.
+        given_name: String,
+        /// Family name.
+        family_name: String,
+    },
+    /// A lead registered: the CRM raises the lead score.
+    LeadRegistered {
+        /// The CRM lead id from the invitation.
+        crm_lead_id: String,
+        /// The lead's email.
+        email: String,
+    },
+    /// A person's business roles in an organization changed.
+    BusinessRolesChanged {
+        /// Before.
+        before: BTreeSet<BusinessRoleId>,
+        /// After.
+        after: BTreeSet<BusinessRoleId>,
+    },
+    /// A person's mandates in an organization changed.
+    MandatesChanged {
+        /// Before.
+        before: BTreeSet<Mandate>,
+        /// After.
+        after: BTreeSet<Mandate>,
+    },
+    /// A person's staff roles changed.
+    StaffRolesChanged {
+        /// Before.
+        before: BTreeSet<StaffRole>,
+        /// After.
+        after: BTreeSet<StaffRole>,
+    },
+    /// A membership became active.
+    MembershipActivated,
+    /// A person was removed from an organization.
+    MembershipRemoved,
+    /// A person was disabled.
+    IdentityDisabled {
+        /// Why.
+        reason: String,
+    },
+    /// A person was enabled again.
+    IdentityEnabled,
+    /// A contact detail changed (after verification, for email and phone).
+    ContactDetailsChanged {
+        /// Which detail.
+        field: ContactField,
+        /// Value before.
+        before: Option<String>,
+        /// Value after.
+        after: Option<String>,
+    },
+    /// Sessions were revoked.
+    SessionsRevoked {
+        /// How many.
+        count: usize,
+        /// Why.
+        reason: RevocationReason,
+    },
+    /// An organization registration was submitted (codes verified).
+    OrgRegistrationSubmitted {
+        /// The registration.
+        registration: OrgRegistrationId,
+        /// The organization's name.
+        organization_name: String,
+        /// The applicant's email.
+        email: String,
+    },
+    /// An organization registration was approved.
+    OrgRegistrationApproved {
+        /// The registration.
+        registration: OrgRegistrationId,
+        /// Whether the CRM's active contract approved it automatically.
+        automatic: bool,
+    },
+    /// An organization registration was rejected.
+    OrgRegistrationRejected {
+        /// The registration.
+        registration: OrgRegistrationId,
+        /// The reason.
+        reason: String,
+    },
+    /// A join request was submitted (email verified).
+    JoinRequestSubmitted {
+        /// The request.
+        request: JoinRequestId,
+        /// The applicant's email.
+        email: String,
+    },
+    /// A join request was approved.
+    JoinRequestApproved {
+        /// The request.
+        request: JoinRequestId,
+    },
+    /// A join request was rejected.
+    JoinRequestRejected {
+        /// The request.
+        request: JoinRequestId,
+        /// The reason.
+        reason: String,
+    },
+    /// A password was set or changed.
+    PasswordChanged,
+}
+
+/// One domain event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    /// Stable id, for de-duplication by receivers.
+    pub id: EventId,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who caused it.
+    pub actor: Actor,
+    /// The organization concerned, if any.
+    pub organization: Option<OrganizationId>,
+    /// The person concerned, if any.
+    pub identity: Option<IdentityId>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl DomainEvent {
+    /// The key that orders delivery: events of one identity (or else one organization) are
+    /// delivered in the order they happened.
+    pub fn ordering_key(&self) -> String {
+        match (self.identity, self.organization) {
+            (Some(identity), _) => format!("identity:{identity}"),
+            (None, Some(organization)) => format!("organization:{organization}"),
+            (None, None) => "global".to_owned(),
+        }
+    }
+
+    /// The event's type name as serialized (`lead_registered`, ...).
+    pub fn type_name(&self) -> String {
+        serde_json::to_value(&self.kind)
+            .ok()
+            .and_then(|value| value.get("type").and_then(|t| t.as_str().map(str::to_owned)))
+            .unwrap_or_default()
+    }
+}
