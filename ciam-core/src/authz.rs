@@ -356,7 +356,7 @@ fn staff_allows(staff: &BTreeSet<StaffRole>, action: &Action, target: &Target) -
         | Action::ChangeMandates { .. }
         | Action::RemoveMember
         | Action::ConfigureOrganization => customer_side && has(StaffRole::CustomerService),
-        Action::DisableIdentity => has(StaffRole::CustomerService),
+        Action::DisableIdentity => customer_side && has(StaffRole::CustomerService),
         Action::ManageCatalog | Action::ManageStaff => false,
         Action::ManageOwnProfile | Action::SelfService => false,
     }
