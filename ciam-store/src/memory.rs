@@ -184,7 +184,10 @@ fn unique_keys(record: &Record) -> Vec<UniqueKey> {
         }
         Record::Credential(credential) => {
             if let CredentialKind::FederatedLink { provider, subject } = &credential.kind {
-                keys.push((unique_fields::FEDERATED_LINK, federated_key(provider, subject)));
+                keys.push((
+                    unique_fields::FEDERATED_LINK,
+                    federated_key(provider, subject),
+                ));
             }
         }
         Record::OrgRegistration(_) | Record::JoinRequest(_) => {}
@@ -618,7 +621,9 @@ impl Store for MemoryStore {
             .filter(|org| org.name.to_lowercase().contains(&query))
             .cloned()
             .collect();
-        Ok(sorted_limited(items, limit, |org| (org.name.clone(), org.id)))
+        Ok(sorted_limited(items, limit, |org| {
+            (org.name.clone(), org.id)
+        }))
     }
 
     async fn contract(&self, id: ContractId) -> Result<Option<Contract>, StoreError> {
@@ -986,10 +991,7 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn sessions_of_identity(
-        &self,
-        identity: IdentityId,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_of_identity(&self, identity: IdentityId) -> Result<Vec<Session>, StoreError> {
         let mut items: Vec<Session> = self
             .lock()
             .sessions
