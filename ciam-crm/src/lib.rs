@@ -1,25 +1,26 @@
 #![doc = include_str!("../README.md")]
 
-use ciam_core::events::{DomainEvent, EventKind};
+pub mod commands;
+mod connector;
+mod dispatcher;
+pub mod events;
+pub mod openapi;
+mod provisioner;
+pub mod source;
+pub mod validation;
+pub mod webhook;
 
-/// Whether the CRM cares about an event: lead registered, customer user registered, contact
-/// details changed, membership and roles changed, user deactivated or removed, organization
-/// registration submitted and decided, contract changes.
-pub fn is_crm_relevant(event: &DomainEvent) -> bool {
-    matches!(
-        event.kind,
-        EventKind::LeadRegistered { .. }
-            | EventKind::CustomerUserRegistered { .. }
-            | EventKind::ContactDetailsChanged { .. }
-            | EventKind::BusinessRolesChanged { .. }
-            | EventKind::MandatesChanged { .. }
-            | EventKind::MembershipActivated
-            | EventKind::MembershipRemoved
-            | EventKind::IdentityDisabled { .. }
-            | EventKind::IdentityEnabled
-            | EventKind::OrgRegistrationSubmitted { .. }
-            | EventKind::OrgRegistrationApproved { .. }
-            | EventKind::OrgRegistrationRejected { .. }
-            | EventKind::AccessRevoked { .. }
-    )
-}
+pub use crate::connector::{CrmConnector, DeliveryResult, RecordingConnector};
+pub use crate::dispatcher::{
+    BatchReport, DeadLetter, DispatchError, Dispatcher, DispatcherConfig, RunReport, backoff_delay,
+};
+pub use crate::events::{CrmEvent, CrmEventData, EventTranslator, is_crm_relevant};
+pub use crate::provisioner::{
+    CommandError, DEFAULT_IDEMPOTENCY_TTL_HOURS, MAX_IDEMPOTENCY_KEY_LEN, Provisioner,
+    idempotency_scope, organization_response, request_hash,
+};
+pub use crate::source::{
+    ContractStatusPage, CrmContractStatus, CrmSource, CrmSourceError, ReconcileError,
+    ReconcileReport, reconcile_contracts,
+};
+pub use crate::validation::{FieldError, ValidationErrors};
