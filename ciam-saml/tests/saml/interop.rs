@@ -1,0 +1,1 @@
+//! Interoperability with pysaml2 (see tests/interop/).
