@@ -83,7 +83,8 @@ impl Certificate {
 
     fn from_x509(cert: &X509) -> Result<Self, KeyError> {
         // A certificate whose key cannot be read is of no use for verification.
-        cert.public_key().map_err(|_| KeyError::InvalidCertificate)?;
+        cert.public_key()
+            .map_err(|_| KeyError::InvalidCertificate)?;
         Ok(Self {
             der: cert.to_der().map_err(|_| KeyError::InvalidCertificate)?,
         })
@@ -142,7 +143,9 @@ impl SigningKey {
         if rsa.size() < 256 {
             return Err(KeyError::WeakKey);
         }
-        let public = certificate.public_key().ok_or(KeyError::InvalidCertificate)?;
+        let public = certificate
+            .public_key()
+            .ok_or(KeyError::InvalidCertificate)?;
         if !key.public_eq(&public) {
             return Err(KeyError::KeyMismatch);
         }

@@ -63,7 +63,9 @@ impl ServiceProvider {
         let acs: Vec<Endpoint> = role
             .endpoints
             .iter()
-            .filter(|(name, e)| name == "AssertionConsumerService" && e.binding == Binding::HttpPost)
+            .filter(|(name, e)| {
+                name == "AssertionConsumerService" && e.binding == Binding::HttpPost
+            })
             .map(|(_, e)| e.clone())
             .collect();
         if acs.is_empty() {
@@ -697,15 +699,20 @@ impl IdentityProvider {
             Some(Some(NameIdFormat::Persistent)) => NameIdFormat::Persistent,
             Some(Some(NameIdFormat::EmailAddress)) => NameIdFormat::EmailAddress,
             Some(_) => {
-                return Err(RequestError::UnsupportedNameIdFormat(Box::new(ErrorReply {
-                    sp_entity_id: sp.entity_id.clone(),
-                    acs_url,
-                    in_response_to: id,
-                    relay_state,
-                })));
+                return Err(RequestError::UnsupportedNameIdFormat(Box::new(
+                    ErrorReply {
+                        sp_entity_id: sp.entity_id.clone(),
+                        acs_url,
+                        in_response_to: id,
+                        relay_state,
+                    },
+                )));
             }
         };
-        let flag = |name: &str| root.attribute(name).is_some_and(|v| v == "true" || v == "1");
+        let flag = |name: &str| {
+            root.attribute(name)
+                .is_some_and(|v| v == "true" || v == "1")
+        };
         Ok(AuthnRequest {
             id,
             sp_entity_id: sp.entity_id.clone(),
@@ -776,7 +783,12 @@ impl IdentityProvider {
     /// The NameID value this IdP issues to `sp` for an identity in `format`: a pairwise
     /// pseudonym (HMAC-SHA256 of identity id and SP entity id under the pairwise secret) for
     /// persistent, the email address for email.
-    pub fn name_id_for(&self, sp_entity_id: &str, user: &SignedInUser, format: NameIdFormat) -> String {
+    pub fn name_id_for(
+        &self,
+        sp_entity_id: &str,
+        user: &SignedInUser,
+        format: NameIdFormat,
+    ) -> String {
         match format {
             NameIdFormat::EmailAddress => user.email.clone(),
             _ => self.pairwise_id(sp_entity_id, &user.identity_id),
@@ -855,11 +867,9 @@ impl IdentityProvider {
         random: &dyn RandomSource,
     ) -> Result<SamlResponse, IssueError> {
         let id = new_id(random);
-        let status = format!(
-            "<samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Requester\">\
+        let status = "<samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Requester\">\
              <samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy\"/>\
-             </samlp:StatusCode></samlp:Status>"
-        );
+             </samlp:StatusCode></samlp:Status>";
         let key = self.config.keys.active();
         let xml = format!(
             "<samlp:Response xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" ID=\"{id}\" \
@@ -880,7 +890,10 @@ impl IdentityProvider {
         })
     }
 
-    #[expect(clippy::too_many_arguments, reason = "private helper shared by both flows")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "private helper shared by both flows"
+    )]
     fn issue(
         &self,
         sp: &ServiceProvider,
@@ -931,7 +944,10 @@ impl IdentityProvider {
         }
         let org_id = user.organization_id.to_string();
         attribute(attributes::ORGANIZATION_ID, &[org_id.as_str()]);
-        attribute(attributes::ORGANIZATION_NAME, &[user.organization_name.as_str()]);
+        attribute(
+            attributes::ORGANIZATION_NAME,
+            &[user.organization_name.as_str()],
+        );
         let roles: Vec<&str> = user.roles.iter().map(String::as_str).collect();
         attribute(attributes::ROLES, &roles);
 
@@ -1106,8 +1122,7 @@ impl IdentityProvider {
         if !xml::is(&root, NS_PROTOCOL, "LogoutRequest") {
             return Err(RequestError::Malformed);
         }
-        if xml::child_text(root, NS_ASSERTION, "Issuer").as_deref() != Some(sp.entity_id.as_str())
-        {
+        if xml::child_text(root, NS_ASSERTION, "Issuer").as_deref() != Some(sp.entity_id.as_str()) {
             return Err(RequestError::UnknownIssuer);
         }
         self.check_envelope(&root, now)?;
@@ -1121,7 +1136,8 @@ impl IdentityProvider {
             .filter(|id| !id.is_empty())
             .ok_or(RequestError::Malformed)?
             .to_owned();
-        let name_id = xml::child_text(root, NS_ASSERTION, "NameID").ok_or(RequestError::Malformed)?;
+        let name_id =
+            xml::child_text(root, NS_ASSERTION, "NameID").ok_or(RequestError::Malformed)?;
         let session_indexes = xml::children(root, NS_PROTOCOL, "SessionIndex")
             .map(|n| xml::text_content(n).trim().to_owned())
             .collect();
@@ -1221,7 +1237,10 @@ pub(crate) fn redirect_url(
         query.push_str(&format!("&RelayState={}", xml::query_encode(relay)));
     }
     if let Some(key) = key {
-        query.push_str(&format!("&SigAlg={}", xml::query_encode(crypto::RSA_SHA256)));
+        query.push_str(&format!(
+            "&SigAlg={}",
+            xml::query_encode(crypto::RSA_SHA256)
+        ));
         let signature = key.sign_raw(query.as_bytes()).ok()?;
         query.push_str(&format!(
             "&Signature={}",
@@ -1238,11 +1257,17 @@ mod tests {
 
     #[test]
     fn authn_context_distinguishes_mfa() {
-        assert_eq!(authn_context_for(&[AuthMethod::Pwd]), authn_context::PASSWORD);
+        assert_eq!(
+            authn_context_for(&[AuthMethod::Pwd]),
+            authn_context::PASSWORD
+        );
         assert_eq!(
             authn_context_for(&[AuthMethod::Pwd, AuthMethod::Otp]),
             authn_context::MFA
         );
-        assert_eq!(authn_context_for(&[AuthMethod::Fed]), authn_context::UNSPECIFIED);
+        assert_eq!(
+            authn_context_for(&[AuthMethod::Fed]),
+            authn_context::UNSPECIFIED
+        );
     }
 }

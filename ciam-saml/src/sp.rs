@@ -311,13 +311,18 @@ impl VerifiedAssertion {
     }
     /// The email address: the `email` or `mail` attribute (by name or OID), or an email NameID.
     pub fn email(&self) -> Option<&str> {
-        ["email", "mail", "urn:oid:0.9.2342.19200300.100.1.3", "emailAddress"]
-            .iter()
-            .find_map(|n| self.attribute(n))
-            .or_else(|| {
-                (self.name_id_format.as_deref() == Some(NameIdFormat::EmailAddress.urn()))
-                    .then_some(self.name_id.as_str())
-            })
+        [
+            "email",
+            "mail",
+            "urn:oid:0.9.2342.19200300.100.1.3",
+            "emailAddress",
+        ]
+        .iter()
+        .find_map(|n| self.attribute(n))
+        .or_else(|| {
+            (self.name_id_format.as_deref() == Some(NameIdFormat::EmailAddress.urn()))
+                .then_some(self.name_id.as_str())
+        })
     }
     /// The organization configured on the IdP connection.
     pub fn organization_id(&self) -> Option<OrganizationId> {
@@ -333,7 +338,10 @@ fn new_id(random: &dyn RandomSource) -> String {
 
 fn check_algorithms(doc: &roxmltree::Document<'_>) -> Result<(), ResponseError> {
     let mut any = false;
-    for sig in doc.descendants().filter(|n| xml::is(n, NS_DSIG, "Signature")) {
+    for sig in doc
+        .descendants()
+        .filter(|n| xml::is(n, NS_DSIG, "Signature"))
+    {
         any = true;
         for n in sig.descendants() {
             let allowed = if xml::is(&n, NS_DSIG, "SignatureMethod") {
@@ -343,7 +351,10 @@ fn check_algorithms(doc: &roxmltree::Document<'_>) -> Result<(), ResponseError> 
             } else {
                 continue;
             };
-            if !n.attribute("Algorithm").is_some_and(|a| allowed.contains(&a)) {
+            if !n
+                .attribute("Algorithm")
+                .is_some_and(|a| allowed.contains(&a))
+            {
                 return Err(ResponseError::AlgorithmNotAllowed);
             }
         }
@@ -438,7 +449,8 @@ impl SpConfig {
         let text = xml::decode_post(saml_response)?;
         let original = xml::parse(&text).ok_or(ResponseError::Malformed)?;
         let envelope = original.root_element();
-        if !xml::is(&envelope, NS_PROTOCOL, "Response") || envelope.attribute("Version") != Some("2.0")
+        if !xml::is(&envelope, NS_PROTOCOL, "Response")
+            || envelope.attribute("Version") != Some("2.0")
         {
             return Err(ResponseError::Malformed);
         }
@@ -530,7 +542,8 @@ impl SpConfig {
             .filter(|id| !id.is_empty())
             .ok_or(ResponseError::Malformed)?
             .to_owned();
-        let subject = xml::only_child(a, NS_ASSERTION, "Subject").ok_or(ResponseError::Malformed)?;
+        let subject =
+            xml::only_child(a, NS_ASSERTION, "Subject").ok_or(ResponseError::Malformed)?;
         let name_id_node =
             xml::only_child(subject, NS_ASSERTION, "NameID").ok_or(ResponseError::Malformed)?;
         let name_id = xml::text_content(name_id_node).trim().to_owned();

@@ -88,7 +88,10 @@ pub(crate) fn decode_base64(encoded: &str) -> Result<Vec<u8>, DecodeFailure> {
     if encoded.len() > MAX_ENCODED_LEN {
         return Err(DecodeFailure::TooLarge);
     }
-    let compact: String = encoded.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let compact: String = encoded
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     STANDARD
         .decode(compact.as_bytes())
         .map_err(|_| DecodeFailure::Malformed)
@@ -174,7 +177,11 @@ pub(crate) fn only_child<'a, 'input: 'a>(
 ) -> Option<roxmltree::Node<'a, 'input>> {
     let mut it = children(node, ns, name);
     let first = it.next()?;
-    if it.next().is_some() { None } else { Some(first) }
+    if it.next().is_some() {
+        None
+    } else {
+        Some(first)
+    }
 }
 
 /// The text of an element as canonicalization sees it: every descendant text node, comments
@@ -252,9 +259,18 @@ mod tests {
 
     #[test]
     fn doctype_and_entities_are_refused() {
-        assert_eq!(refuse_doctype("<!DOCTYPE x><x/>"), Err(DecodeFailure::Doctype));
-        assert_eq!(refuse_doctype("<x><!ENTITY a 'b'></x>"), Err(DecodeFailure::Doctype));
-        assert_eq!(refuse_doctype("<!doctype x><x/>"), Err(DecodeFailure::Doctype));
+        assert_eq!(
+            refuse_doctype("<!DOCTYPE x><x/>"),
+            Err(DecodeFailure::Doctype)
+        );
+        assert_eq!(
+            refuse_doctype("<x><!ENTITY a 'b'></x>"),
+            Err(DecodeFailure::Doctype)
+        );
+        assert_eq!(
+            refuse_doctype("<!doctype x><x/>"),
+            Err(DecodeFailure::Doctype)
+        );
         assert_eq!(refuse_doctype("<x><!-- c --><![CDATA[y]]></x>"), Ok(()));
     }
 
@@ -271,7 +287,10 @@ mod tests {
     #[test]
     fn text_content_skips_comments() {
         let doc = parse("<a>user@evil.com<!---->.attacker.com</a>").unwrap();
-        assert_eq!(text_content(doc.root_element()), "user@evil.com.attacker.com");
+        assert_eq!(
+            text_content(doc.root_element()),
+            "user@evil.com.attacker.com"
+        );
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! Fixtures shared by the tests.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use ciam_core::SeededRandom;
 use ciam_core::ids::{IdentityId, OrganizationId, SessionId};
 use ciam_core::sessions::AuthMethod;
-use ciam_core::SeededRandom;
+use ciam_saml::SigningKey;
 use ciam_saml::idp::{
     IdentityProvider, IdpConfig, InMemoryServiceProviderRegistry, KeyRing, SamlResponse,
     ServiceProvider, ServiceProviderRegistry, SignedInUser,
 };
 use ciam_saml::sp::{IdpConnection, SpConfig};
-use ciam_saml::SigningKey;
 use uuid::Uuid;
 
 pub const IDP_ENTITY: &str = "https://idp.smartplan.test/saml";
@@ -25,8 +25,11 @@ pub fn fixture(name: &str) -> String {
 }
 
 pub fn key(name: &str) -> SigningKey {
-    SigningKey::from_pem(&fixture(&format!("{name}.key")), &fixture(&format!("{name}.crt")))
-        .unwrap()
+    SigningKey::from_pem(
+        &fixture(&format!("{name}.key")),
+        &fixture(&format!("{name}.crt")),
+    )
+    .unwrap()
 }
 
 pub fn now() -> DateTime<Utc> {
@@ -115,8 +118,13 @@ pub async fn login_round_trip(sp: ServiceProvider) -> (String, SamlResponse) {
     let query = outgoing.url.split_once('?').unwrap().1.to_owned();
     let registry = registry_with(sp.clone()).await;
     let idp = idp();
-    let request = idp.receive_redirect(&registry, &query, now()).await.unwrap();
-    let response = idp.respond(&sp, &request, &user(), now(), &random()).unwrap();
+    let request = idp
+        .receive_redirect(&registry, &query, now())
+        .await
+        .unwrap();
+    let response = idp
+        .respond(&sp, &request, &user(), now(), &random())
+        .unwrap();
     (outgoing.request_id, response)
 }
 

@@ -10,7 +10,11 @@ use ciam_saml::{Binding, NameIdFormat, testing};
 
 use crate::common::*;
 
-fn redirect_query(message: &str, relay: Option<&str>, signer: Option<&ciam_saml::SigningKey>) -> String {
+fn redirect_query(
+    message: &str,
+    relay: Option<&str>,
+    signer: Option<&ciam_saml::SigningKey>,
+) -> String {
     use base64::Engine;
     use std::io::Write;
     let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
@@ -23,7 +27,10 @@ fn redirect_query(message: &str, relay: Option<&str>, signer: Option<&ciam_saml:
         query.push_str(&format!("&RelayState={}", q(r)));
     }
     if let Some(key) = signer {
-        query.push_str(&format!("&SigAlg={}", q("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")));
+        query.push_str(&format!(
+            "&SigAlg={}",
+            q("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+        ));
         let sig = testing::sign_raw(key, query.as_bytes()).unwrap();
         query.push_str(&format!(
             "&Signature={}",
@@ -34,7 +41,9 @@ fn redirect_query(message: &str, relay: Option<&str>, signer: Option<&ciam_saml:
 }
 
 fn authn_request_xml(issuer: &str, acs: Option<&str>, format: Option<&str>) -> String {
-    let acs = acs.map(|a| format!(" AssertionConsumerServiceURL=\"{a}\"")).unwrap_or_default();
+    let acs = acs
+        .map(|a| format!(" AssertionConsumerServiceURL=\"{a}\""))
+        .unwrap_or_default();
     let policy = format
         .map(|f| format!("<samlp:NameIDPolicy Format=\"{f}\" AllowCreate=\"true\"/>"))
         .unwrap_or_default();
@@ -54,9 +63,15 @@ async fn the_registry_reads_sp_metadata() {
     assert_eq!(sp.assertion_consumer_services.len(), 2);
     assert_eq!(sp.assertion_consumer_services[0].binding, Binding::HttpPost);
     assert!(sp.assertion_consumer_services[0].is_default);
-    assert_eq!(sp.signing_certificates, vec![key("sp").certificate().clone()]);
+    assert_eq!(
+        sp.signing_certificates,
+        vec![key("sp").certificate().clone()]
+    );
     assert!(sp.authn_requests_signed && sp.want_assertions_signed);
-    assert!(!sp.allow_idp_initiated, "idp-initiated sso is off by default");
+    assert!(
+        !sp.allow_idp_initiated,
+        "idp-initiated sso is off by default"
+    );
     assert_eq!(sp.default_name_id_format, NameIdFormat::Persistent);
     let registry = InMemoryServiceProviderRegistry::new();
     registry.put(sp.clone()).await.unwrap();
@@ -68,7 +83,10 @@ async fn the_registry_reads_sp_metadata() {
 
 #[test]
 fn sp_metadata_with_a_doctype_is_refused() {
-    let metadata = format!("<!DOCTYPE x []>{}", sp_metadata(SP_ENTITY, SP_ACS).replace("<?xml version=\"1.0\"?>", ""));
+    let metadata = format!(
+        "<!DOCTYPE x []>{}",
+        sp_metadata(SP_ENTITY, SP_ACS).replace("<?xml version=\"1.0\"?>", "")
+    );
     assert!(matches!(
         ServiceProvider::from_metadata(&metadata),
         Err(ciam_saml::MetadataError::Doctype)
@@ -78,8 +96,15 @@ fn sp_metadata_with_a_doctype_is_refused() {
 #[tokio::test]
 async fn a_signed_redirect_request_is_accepted() {
     let registry = registry_with(registered_sp()).await;
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some(SP_ACS), None), Some("rs"), Some(&key("sp")));
-    let request = idp().receive_redirect(&registry, &query, now()).await.unwrap();
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some(SP_ACS), None),
+        Some("rs"),
+        Some(&key("sp")),
+    );
+    let request = idp()
+        .receive_redirect(&registry, &query, now())
+        .await
+        .unwrap();
     assert_eq!(request.id(), "_req1");
     assert_eq!(request.acs_url(), SP_ACS);
     assert_eq!(request.relay_state(), Some("rs"));
@@ -90,31 +115,55 @@ async fn a_signed_redirect_request_is_accepted() {
 #[tokio::test]
 async fn a_redirect_request_signed_by_another_key_is_refused() {
     let registry = registry_with(registered_sp()).await;
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some(SP_ACS), None), None, Some(&key("other-idp")));
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some(SP_ACS), None),
+        None,
+        Some(&key("other-idp")),
+    );
     let result = idp().receive_redirect(&registry, &query, now()).await;
-    assert!(matches!(result, Err(RequestError::InvalidSignature)), "{result:?}");
+    assert!(
+        matches!(result, Err(RequestError::InvalidSignature)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_tampered_redirect_request_is_refused() {
     let registry = registry_with(registered_sp()).await;
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some(SP_ACS), None), Some("rs"), Some(&key("sp")));
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some(SP_ACS), None),
+        Some("rs"),
+        Some(&key("sp")),
+    );
     let tampered = query.replacen("RelayState=rs", "RelayState=rt", 1);
     let result = idp().receive_redirect(&registry, &tampered, now()).await;
-    assert!(matches!(result, Err(RequestError::InvalidSignature)), "{result:?}");
+    assert!(
+        matches!(result, Err(RequestError::InvalidSignature)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_unsigned_request_is_refused_when_the_sp_signs_its_requests() {
     let registry = registry_with(registered_sp()).await;
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some(SP_ACS), None), None, None);
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some(SP_ACS), None),
+        None,
+        None,
+    );
     let result = idp().receive_redirect(&registry, &query, now()).await;
-    assert!(matches!(result, Err(RequestError::MissingSignature)), "{result:?}");
+    assert!(
+        matches!(result, Err(RequestError::MissingSignature)),
+        "{result:?}"
+    );
     // The same request is fine for an SP that does not sign.
     let mut lenient = registered_sp();
     lenient.authn_requests_signed = false;
     let registry = registry_with(lenient).await;
-    idp().receive_redirect(&registry, &query, now()).await.unwrap();
+    idp()
+        .receive_redirect(&registry, &query, now())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -131,8 +180,13 @@ async fn a_post_request_signed_with_a_certificate_carried_in_the_request_is_refu
     );
     let with_template = xml.replacen("</saml:Issuer>", &format!("</saml:Issuer>{template}"), 1);
     let forged = testing::sign_first_template(&with_template, &attacker).unwrap();
-    let result = idp().receive_post(&registry, &b64(&forged), None, now()).await;
-    assert!(matches!(result, Err(RequestError::InvalidSignature)), "{result:?}");
+    let result = idp()
+        .receive_post(&registry, &b64(&forged), None, now())
+        .await;
+    assert!(
+        matches!(result, Err(RequestError::InvalidSignature)),
+        "{result:?}"
+    );
     // Signed by the registered key, the same request passes.
     let template = testing::signature_template(
         "_req1",
@@ -142,31 +196,52 @@ async fn a_post_request_signed_with_a_certificate_carried_in_the_request_is_refu
     );
     let with_template = xml.replacen("</saml:Issuer>", &format!("</saml:Issuer>{template}"), 1);
     let good = testing::sign_first_template(&with_template, &key("sp")).unwrap();
-    let request = idp().receive_post(&registry, &b64(&good), Some("p"), now()).await.unwrap();
+    let request = idp()
+        .receive_post(&registry, &b64(&good), Some("p"), now())
+        .await
+        .unwrap();
     assert!(request.was_signed());
 }
 
 #[tokio::test]
 async fn an_unknown_issuer_is_refused() {
     let registry = registry_with(registered_sp()).await;
-    let query = redirect_query(&authn_request_xml("https://stranger.test", Some(SP_ACS), None), None, Some(&key("sp")));
+    let query = redirect_query(
+        &authn_request_xml("https://stranger.test", Some(SP_ACS), None),
+        None,
+        Some(&key("sp")),
+    );
     let result = idp().receive_redirect(&registry, &query, now()).await;
-    assert!(matches!(result, Err(RequestError::UnknownIssuer)), "{result:?}");
+    assert!(
+        matches!(result, Err(RequestError::UnknownIssuer)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_acs_url_not_in_metadata_is_refused() {
     let registry = registry_with(registered_sp()).await;
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some("https://evil.test/acs"), None), None, Some(&key("sp")));
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some("https://evil.test/acs"), None),
+        None,
+        Some(&key("sp")),
+    );
     let result = idp().receive_redirect(&registry, &query, now()).await;
-    assert!(matches!(result, Err(RequestError::UnknownAssertionConsumerService)), "{result:?}");
+    assert!(
+        matches!(result, Err(RequestError::UnknownAssertionConsumerService)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_unsupported_nameid_format_is_refused_with_an_error_response() {
     let registry = registry_with(registered_sp()).await;
     let format = "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName";
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some(SP_ACS), Some(format)), None, Some(&key("sp")));
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some(SP_ACS), Some(format)),
+        None,
+        Some(&key("sp")),
+    );
     let result = idp().receive_redirect(&registry, &query, now()).await;
     let Err(RequestError::UnsupportedNameIdFormat(reply)) = result else {
         panic!("{result:?}")
@@ -176,15 +251,25 @@ async fn an_unsupported_nameid_format_is_refused_with_an_error_response() {
     assert!(response.xml().contains("status:InvalidNameIDPolicy"));
     // The email format is supported.
     let email = NameIdFormat::EmailAddress.urn();
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some(SP_ACS), Some(email)), None, Some(&key("sp")));
-    let request = idp().receive_redirect(&registry, &query, now()).await.unwrap();
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some(SP_ACS), Some(email)),
+        None,
+        Some(&key("sp")),
+    );
+    let request = idp()
+        .receive_redirect(&registry, &query, now())
+        .await
+        .unwrap();
     assert_eq!(request.name_id_format(), NameIdFormat::EmailAddress);
 }
 
 #[tokio::test]
 async fn a_doctype_in_a_request_is_refused() {
     let registry = registry_with(registered_sp()).await;
-    let xml = format!("<!DOCTYPE r [<!ENTITY x \"y\">]>{}", authn_request_xml(SP_ENTITY, Some(SP_ACS), None));
+    let xml = format!(
+        "<!DOCTYPE r [<!ENTITY x \"y\">]>{}",
+        authn_request_xml(SP_ENTITY, Some(SP_ACS), None)
+    );
     let query = redirect_query(&xml, None, Some(&key("sp")));
     let result = idp().receive_redirect(&registry, &query, now()).await;
     assert!(matches!(result, Err(RequestError::Doctype)), "{result:?}");
@@ -196,7 +281,11 @@ async fn a_doctype_in_a_request_is_refused() {
 async fn a_deflate_bomb_is_refused() {
     let registry = registry_with(registered_sp()).await;
     let padding = " ".repeat(2 * 1024 * 1024);
-    let xml = authn_request_xml(SP_ENTITY, Some(SP_ACS), None).replacen("<saml:Issuer>", &format!("{padding}<saml:Issuer>"), 1);
+    let xml = authn_request_xml(SP_ENTITY, Some(SP_ACS), None).replacen(
+        "<saml:Issuer>",
+        &format!("{padding}<saml:Issuer>"),
+        1,
+    );
     let query = redirect_query(&xml, None, Some(&key("sp")));
     assert!(query.len() < 64 * 1024, "compressed well: {}", query.len());
     let result = idp().receive_redirect(&registry, &query, now()).await;
@@ -206,7 +295,11 @@ async fn a_deflate_bomb_is_refused() {
 #[tokio::test]
 async fn a_stale_request_is_refused() {
     let registry = registry_with(registered_sp()).await;
-    let query = redirect_query(&authn_request_xml(SP_ENTITY, Some(SP_ACS), None), None, Some(&key("sp")));
+    let query = redirect_query(
+        &authn_request_xml(SP_ENTITY, Some(SP_ACS), None),
+        None,
+        Some(&key("sp")),
+    );
     let later = now() + chrono::Duration::hours(1);
     let result = idp().receive_redirect(&registry, &query, later).await;
     assert!(matches!(result, Err(RequestError::Stale)), "{result:?}");
@@ -217,16 +310,27 @@ fn parse(xml: &str) -> roxmltree::Document<'_> {
 }
 
 fn find<'a>(doc: &'a roxmltree::Document<'a>, name: &str) -> roxmltree::Node<'a, 'a> {
-    doc.descendants().find(|n| n.tag_name().name() == name).unwrap_or_else(|| panic!("no {name}"))
+    doc.descendants()
+        .find(|n| n.tag_name().name() == name)
+        .unwrap_or_else(|| panic!("no {name}"))
 }
 
 #[tokio::test]
 async fn the_response_carries_every_required_element() {
     let (request_id, response) = login_round_trip(registered_sp()).await;
     let doc = parse(response.xml());
-    assert_eq!(find(&doc, "Response").attribute("InResponseTo"), Some(request_id.as_str()));
-    assert_eq!(find(&doc, "SignatureMethod").attribute("Algorithm"), Some("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"));
-    assert_eq!(find(&doc, "DigestMethod").attribute("Algorithm"), Some("http://www.w3.org/2001/04/xmlenc#sha256"));
+    assert_eq!(
+        find(&doc, "Response").attribute("InResponseTo"),
+        Some(request_id.as_str())
+    );
+    assert_eq!(
+        find(&doc, "SignatureMethod").attribute("Algorithm"),
+        Some("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+    );
+    assert_eq!(
+        find(&doc, "DigestMethod").attribute("Algorithm"),
+        Some("http://www.w3.org/2001/04/xmlenc#sha256")
+    );
     assert!(!response.xml().contains("sha1"));
     let scd = find(&doc, "SubjectConfirmationData");
     assert_eq!(scd.attribute("Recipient"), Some(SP_ACS));
@@ -234,14 +338,29 @@ async fn the_response_carries_every_required_element() {
     assert_eq!(scd.attribute("NotOnOrAfter"), Some("2030-05-17T09:35:00Z"));
     let conditions = find(&doc, "Conditions");
     assert!(conditions.attribute("NotBefore").is_some());
-    assert_eq!(conditions.attribute("NotOnOrAfter"), Some("2030-05-17T09:35:00Z"));
+    assert_eq!(
+        conditions.attribute("NotOnOrAfter"),
+        Some("2030-05-17T09:35:00Z")
+    );
     assert_eq!(find(&doc, "Audience").text(), Some(SP_ENTITY));
     let authn = find(&doc, "AuthnStatement");
-    assert_eq!(authn.attribute("SessionIndex"), Some(user().session_id.to_string().as_str()));
-    assert_eq!(authn.attribute("SessionNotOnOrAfter"), Some("2030-05-17T17:30:00Z"));
-    assert_eq!(find(&doc, "AuthnContextClassRef").text(), Some(authn_context::PASSWORD));
+    assert_eq!(
+        authn.attribute("SessionIndex"),
+        Some(user().session_id.to_string().as_str())
+    );
+    assert_eq!(
+        authn.attribute("SessionNotOnOrAfter"),
+        Some("2030-05-17T17:30:00Z")
+    );
+    assert_eq!(
+        find(&doc, "AuthnContextClassRef").text(),
+        Some(authn_context::PASSWORD)
+    );
     let name_id = find(&doc, "NameID");
-    assert_eq!(name_id.attribute("Format"), Some(NameIdFormat::Persistent.urn()));
+    assert_eq!(
+        name_id.attribute("Format"),
+        Some(NameIdFormat::Persistent.urn())
+    );
     let form = response.post_form();
     assert!(form.contains("document.forms[0].submit()"));
     assert!(form.contains(&format!("action=\"{SP_ACS}\"")));
@@ -264,7 +383,9 @@ async fn mfa_sessions_get_the_mfa_context() {
     sp.allow_idp_initiated = true;
     let mut who = user();
     who.auth_methods = vec![AuthMethod::Pwd, AuthMethod::Otp];
-    let response = idp().respond_unsolicited(&sp, &who, None, now(), &random()).unwrap();
+    let response = idp()
+        .respond_unsolicited(&sp, &who, None, now(), &random())
+        .unwrap();
     assert!(response.xml().contains(authn_context::MFA));
 }
 
@@ -272,7 +393,10 @@ async fn mfa_sessions_get_the_mfa_context() {
 async fn idp_initiated_sso_is_off_by_default() {
     let sp = registered_sp();
     let result = idp().respond_unsolicited(&sp, &user(), None, now(), &random());
-    assert!(matches!(result, Err(IssueError::UnsolicitedNotAllowed)), "{result:?}");
+    assert!(
+        matches!(result, Err(IssueError::UnsolicitedNotAllowed)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -284,18 +408,46 @@ async fn key_rollover_publishes_two_certificates_and_signs_with_the_switched_key
     assert_eq!(connection.signing_certificates.len(), 2);
     let mut sp = registered_sp();
     sp.allow_idp_initiated = true;
-    let before = idp.respond_unsolicited(&sp, &user(), None, now(), &random()).unwrap();
+    let before = idp
+        .respond_unsolicited(&sp, &user(), None, now(), &random())
+        .unwrap();
     assert!(before.xml().contains(&key("idp").certificate().to_base64()));
     idp.config_mut().keys.switch();
-    let after = idp.respond_unsolicited(&sp, &user(), None, now(), &random()).unwrap();
-    assert!(after.xml().contains(&key("idp-next").certificate().to_base64()));
+    let after = idp
+        .respond_unsolicited(&sp, &user(), None, now(), &random())
+        .unwrap();
+    assert!(
+        after
+            .xml()
+            .contains(&key("idp-next").certificate().to_base64())
+    );
     // An SP that only knows the new certificate accepts the new response, not the old one.
     let config = SpConfig::new(SP_ENTITY, SP_ACS);
     let mut only_new = connection.clone();
     only_new.allow_unsolicited = true;
     only_new.signing_certificates = vec![key("idp-next").certificate().clone()];
-    config.consume(&only_new, &b64(after.xml()), None, now(), &InMemoryReplayCache::new()).await.unwrap();
-    assert!(config.consume(&only_new, &b64(before.xml()), None, now(), &InMemoryReplayCache::new()).await.is_err());
+    config
+        .consume(
+            &only_new,
+            &b64(after.xml()),
+            None,
+            now(),
+            &InMemoryReplayCache::new(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        config
+            .consume(
+                &only_new,
+                &b64(before.xml()),
+                None,
+                now(),
+                &InMemoryReplayCache::new()
+            )
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -310,14 +462,26 @@ async fn single_logout_is_verified_and_answered() {
         now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     let unsigned = redirect_query(&logout, None, None);
-    let result = idp().receive_logout_redirect(&registry, &unsigned, now()).await;
-    assert!(matches!(result, Err(RequestError::MissingSignature)), "{result:?}");
+    let result = idp()
+        .receive_logout_redirect(&registry, &unsigned, now())
+        .await;
+    assert!(
+        matches!(result, Err(RequestError::MissingSignature)),
+        "{result:?}"
+    );
     let query = redirect_query(&logout, Some("back"), Some(&key("sp")));
-    let request = idp().receive_logout_redirect(&registry, &query, now()).await.unwrap();
+    let request = idp()
+        .receive_logout_redirect(&registry, &query, now())
+        .await
+        .unwrap();
     assert_eq!(request.name_id(), "abc");
     assert_eq!(request.session_indexes(), ["s-1".to_owned()]);
-    let reply = idp().logout_response(&registered_sp(), &request, now(), &random()).unwrap();
-    let LogoutReply::Redirect(redirect) = reply else { panic!("expected redirect") };
+    let reply = idp()
+        .logout_response(&registered_sp(), &request, now(), &random())
+        .unwrap();
+    let LogoutReply::Redirect(redirect) = reply else {
+        panic!("expected redirect")
+    };
     assert!(redirect.url.starts_with(SP_SLO));
     assert!(redirect.url.contains("&SigAlg=") && redirect.url.contains("&Signature="));
 }

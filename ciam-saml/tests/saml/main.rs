@@ -1,4 +1,5 @@
 //! Integration tests for ciam-saml: the IdP, the SP, every rejection, and pysaml2 interop.
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
 mod common;
 mod idp;
