@@ -40,7 +40,9 @@ impl Audit<'_> {
                     .organization(organization)
                     .await?
                     .ok_or(AuditError::UnknownOrganization)?;
-                self.ctx.authorize_on(principal, Action::ViewAudit, &org).await?
+                self.ctx
+                    .authorize_on(principal, Action::ViewAudit, &org)
+                    .await?
             }
             (None, Some(identity)) if principal.identity() == Some(identity) => Ok(()),
             (None, _) => authorize(principal, &Action::ViewAudit, &Target::Global).into_result(),

@@ -339,9 +339,7 @@ fn staff_allows(staff: &BTreeSet<StaffRole>, action: &Action, target: &Target) -
         Action::ProvisionOrganization | Action::ManageContracts => {
             has(StaffRole::AccountManager) && customer_side
         }
-        Action::ViewOrganization | Action::ViewAudit => {
-            customer_side && !staff.is_empty()
-        }
+        Action::ViewOrganization | Action::ViewAudit => customer_side && !staff.is_empty(),
         Action::InviteMember { .. } | Action::ManageInvitation => {
             customer_side && (has(StaffRole::CustomerService) || has(StaffRole::AccountManager))
         }

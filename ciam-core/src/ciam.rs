@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::audit::Audit;
 use crate::authz::{Action, Actor, DenyReason, OrgTarget, Principal, Target, authorize};
 use crate::clock::{Clock, OsRandom, RandomSource, SystemClock};
 use crate::contact::EmailDomain;
@@ -20,7 +21,6 @@ use crate::registrations::{ContractLookup, NoContractLookup, Registrations};
 use crate::services::{Catalog, RoleResolution};
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::{Store, StoreError};
-use crate::audit::Audit;
 
 /// What to do with a lead invitation to a public webmail address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,7 +190,9 @@ impl CiamBuilder {
                 mailer: self
                     .mailer
                     .unwrap_or_else(|| Arc::new(DevMailbox::default())),
-                sms: self.sms.unwrap_or_else(|| Arc::new(DevSmsOutbox::default())),
+                sms: self
+                    .sms
+                    .unwrap_or_else(|| Arc::new(DevSmsOutbox::default())),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 random: self.random.unwrap_or_else(|| Arc::new(OsRandom)),
                 contracts: self.contracts.unwrap_or_else(|| Arc::new(NoContractLookup)),

@@ -84,9 +84,10 @@ impl EmailAddress {
                 reason: "the part before '@' must have 1 to 64 characters",
             });
         }
-        let local_ok = local.chars().all(|c| {
-            c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
-        }) && !local.starts_with('.')
+        let local_ok = local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
+            && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..");
         if !local_ok {
@@ -353,7 +354,13 @@ mod tests {
             PhoneNumber::parse("+358 40 123-4567").unwrap().as_str(),
             "+358401234567"
         );
-        for bad in ["0401234567", "+0401234567", "+12", "+1234567890123456", "+35840abc"] {
+        for bad in [
+            "0401234567",
+            "+0401234567",
+            "+12",
+            "+1234567890123456",
+            "+35840abc",
+        ] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad} accepted");
         }
     }

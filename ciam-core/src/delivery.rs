@@ -227,8 +227,7 @@ pub fn first_code(text: &str) -> Option<&str> {
         let window = &bytes[i..i + 6];
         let before_ok = i == 0 || !bytes[i - 1].is_ascii_digit();
         let after_ok = bytes.get(i + 6).is_none_or(|b| !b.is_ascii_digit());
-        (window.iter().all(u8::is_ascii_digit) && before_ok && after_ok)
-            .then(|| &text[i..i + 6])
+        (window.iter().all(u8::is_ascii_digit) && before_ok && after_ok).then(|| &text[i..i + 6])
     })
 }
 

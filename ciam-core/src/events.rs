@@ -259,7 +259,11 @@ impl DomainEvent {
     pub fn type_name(&self) -> String {
         serde_json::to_value(&self.kind)
             .ok()
-            .and_then(|value| value.get("type").and_then(|t| t.as_str().map(str::to_owned)))
+            .and_then(|value| {
+                value
+                    .get("type")
+                    .and_then(|t| t.as_str().map(str::to_owned))
+            })
             .unwrap_or_default()
     }
 }

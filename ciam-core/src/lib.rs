@@ -20,9 +20,9 @@ pub mod services;
 pub mod sessions;
 pub mod store;
 
+pub use crate::authz::{Action, Actor, Decision, DenyReason, Principal, authorize};
 pub use crate::ciam::{
     BuildError, Ciam, CiamBuilder, DEFAULT_WEBMAIL_DOMAINS, Policy, WebmailPolicy,
 };
 pub use crate::clock::{Clock, FixedClock, OsRandom, RandomSource, SeededRandom, SystemClock};
-pub use crate::authz::{Action, Actor, Decision, DenyReason, Principal, authorize};
 pub use crate::store::{ChangeSet, Store, StoreError, StoreErrorKind};

@@ -12,7 +12,12 @@ fn html_escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn email(to: &EmailAddress, subject: String, paragraphs: &[String], purpose: MessagePurpose) -> EmailMessage {
+fn email(
+    to: &EmailAddress,
+    subject: String,
+    paragraphs: &[String],
+    purpose: MessagePurpose,
+) -> EmailMessage {
     let text = paragraphs.join("\n\n");
     let html = paragraphs
         .iter()
@@ -47,22 +52,33 @@ pub(crate) fn invitation(
         format!("You are invited to {product} by {organization}"),
         &[
             "Hello,".to_owned(),
-            format!("{organization} invites you to use {product}. Open this link to set up your account:"),
+            format!(
+                "{organization} invites you to use {product}. Open this link to set up your account:"
+            ),
             link.to_owned(),
-            format!("The link works once and for {valid_days} days. If you did not expect this message, ignore it."),
+            format!(
+                "The link works once and for {valid_days} days. If you did not expect this message, ignore it."
+            ),
         ],
         MessagePurpose::Invitation,
     )
 }
 
 /// A verification code by email.
-pub(crate) fn email_code(product: &str, to: &EmailAddress, code: &str, minutes: i64) -> EmailMessage {
+pub(crate) fn email_code(
+    product: &str,
+    to: &EmailAddress,
+    code: &str,
+    minutes: i64,
+) -> EmailMessage {
     email(
         to,
         format!("Your {product} verification code"),
         &[
             format!("Your verification code is {code}."),
-            format!("It works for {minutes} minutes. Nobody from {product} will ever ask you for it."),
+            format!(
+                "It works for {minutes} minutes. Nobody from {product} will ever ask you for it."
+            ),
         ],
         MessagePurpose::VerificationCode,
     )
@@ -84,7 +100,9 @@ pub(crate) fn decision(
 ) -> EmailMessage {
     let mut paragraphs = vec!["Hello,".to_owned()];
     if approved {
-        paragraphs.push(format!("Your {what} has been approved. You can sign in now:"));
+        paragraphs.push(format!(
+            "Your {what} has been approved. You can sign in now:"
+        ));
         paragraphs.push(link.to_owned());
     } else {
         paragraphs.push(format!("Your {what} has been declined."));
@@ -104,7 +122,12 @@ pub(crate) fn decision(
 }
 
 /// A notice to approvers that a request waits.
-pub(crate) fn request_waiting(product: &str, to: &EmailAddress, what: &str, link: &str) -> EmailMessage {
+pub(crate) fn request_waiting(
+    product: &str,
+    to: &EmailAddress,
+    what: &str,
+    link: &str,
+) -> EmailMessage {
     email(
         to,
         format!("A {what} waits for your decision in {product}"),

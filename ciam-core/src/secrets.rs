@@ -60,7 +60,7 @@ impl PartialEq for SecretToken {
 impl Eq for SecretToken {}
 
 /// The SHA-256 hash of a [`SecretToken`] or [`OneTimeCode`]: what stores keep.
-#[derive(Clone, Copy, Serialize, Deserialize, Hash)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 pub struct TokenHash(#[serde(with = "hex_bytes")] [u8; 32]);
 
 impl TokenHash {
@@ -93,6 +93,12 @@ impl PartialEq for TokenHash {
 }
 
 impl Eq for TokenHash {}
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
@@ -210,7 +216,10 @@ mod tests {
         assert_eq!(token.expose().len(), 43);
         assert_eq!(format!("{token:?}"), "SecretToken(<redacted>)");
         assert_ne!(token, SecretToken::generate(&random));
-        assert_eq!(token.hash(), SecretToken::from_presented(token.expose()).hash());
+        assert_eq!(
+            token.hash(),
+            SecretToken::from_presented(token.expose()).hash()
+        );
     }
 
     #[test]

@@ -448,10 +448,8 @@ pub trait Store: Send + Sync {
     /// An identity by id.
     async fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError>;
     /// An identity by email (case-insensitive).
-    async fn identity_by_email(
-        &self,
-        email: &EmailAddress,
-    ) -> Result<Option<Identity>, StoreError>;
+    async fn identity_by_email(&self, email: &EmailAddress)
+    -> Result<Option<Identity>, StoreError>;
     /// An identity by CRM contact id.
     async fn identity_by_crm_contact(
         &self,
@@ -563,8 +561,7 @@ pub trait Store: Send + Sync {
     async fn session_by_token(&self, token_hash: &TokenHash)
     -> Result<Option<Session>, StoreError>;
     /// Sessions of an identity (live or not), newest first.
-    async fn sessions_of_identity(&self, identity: IdentityId)
-    -> Result<Vec<Session>, StoreError>;
+    async fn sessions_of_identity(&self, identity: IdentityId) -> Result<Vec<Session>, StoreError>;
 
     // ----- audit and outbox -----
 

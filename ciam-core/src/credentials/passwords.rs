@@ -227,7 +227,8 @@ impl PasswordHasher {
         let password = password.clone();
         let stored = stored.clone();
         self.run(move || {
-            let parsed = PasswordHash::new(stored.as_str()).map_err(|_| PasswordError::MalformedHash)?;
+            let parsed =
+                PasswordHash::new(stored.as_str()).map_err(|_| PasswordError::MalformedHash)?;
             let argon2 = argon2_for(params)?;
             if argon2
                 .verify_password(password.expose().as_bytes(), &parsed)
@@ -262,8 +263,13 @@ impl PasswordHasher {
 }
 
 fn argon2_for(params: PasswordParams) -> Result<Argon2<'static>, PasswordError> {
-    let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-        .map_err(|_| PasswordError::InvalidParams)?;
+    let params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map_err(|_| PasswordError::InvalidParams)?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -319,7 +325,10 @@ mod tests {
         assert!(policy.check(&Password::new("short")).is_err());
         assert!(policy.check(&Password::new("        ")).is_ok());
         assert!(policy.check(&Password::new("x".repeat(129))).is_err());
-        assert_eq!(format!("{:?}", Password::new("secret")), "Password(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Password::new("secret")),
+            "Password(<redacted>)"
+        );
     }
 
     #[test]

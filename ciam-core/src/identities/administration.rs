@@ -7,7 +7,9 @@ use crate::authz::{Action, DenyReason, Principal, Target, authorize};
 use crate::ciam::Context;
 use crate::contact::{ValidationError, bounded_text};
 use crate::events::EventKind;
-use crate::identities::{Identity, IdentityStatus, Mandate, Membership, MembershipStatus, StaffRole};
+use crate::identities::{
+    Identity, IdentityStatus, Mandate, Membership, MembershipStatus, StaffRole,
+};
 use crate::ids::{IdentityId, MembershipId, OrganizationId, ServiceId};
 use crate::organizations::{OrgKind, Organization};
 use crate::sessions::{RevocationReason, revoke_sessions_of};

@@ -14,7 +14,7 @@ use crate::contact::{EmailAddress, PersonName, PhoneNumber};
 use crate::ids::{BusinessRoleId, IdentityId, MembershipId, OrganizationId, ServiceId};
 use crate::secrets::CodeChallenge;
 
-pub use administration::{AdministrationError, Administration, MemberGrants};
+pub use administration::{Administration, AdministrationError, MemberGrants};
 pub use profile::{Profile, ProfileError};
 
 /// Lifecycle of an identity.

@@ -69,8 +69,12 @@ impl Profile<'_> {
         principal: &Principal,
         identity: IdentityId,
     ) -> Result<Identity, ProfileError> {
-        authorize(principal, &Action::ManageOwnProfile, &Target::Identity(identity))
-            .into_result()?;
+        authorize(
+            principal,
+            &Action::ManageOwnProfile,
+            &Target::Identity(identity),
+        )
+        .into_result()?;
         self.ctx
             .store
             .identity(identity)
@@ -107,13 +111,10 @@ impl Profile<'_> {
         identity.updated_at = now;
         let mut changes = ChangeSet::new();
         if let Some(kind) = event {
-            changes.event(self.ctx.event(
-                &principal.actor(),
-                None,
-                Some(identity.id),
-                kind,
-                now,
-            ));
+            changes.event(
+                self.ctx
+                    .event(&principal.actor(), None, Some(identity.id), kind, now),
+            );
         }
         changes.put(identity.clone());
         self.ctx.store.commit(changes).await?;

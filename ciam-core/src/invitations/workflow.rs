@@ -14,8 +14,7 @@ use crate::identities::{
     Identity, IdentityStatus, Mandate, Membership, MembershipStatus, StaffRole,
 };
 use crate::ids::{
-    BatchId, BusinessRoleId, CredentialId, IdentityId, InvitationId, MembershipId,
-    OrganizationId,
+    BatchId, BusinessRoleId, CredentialId, IdentityId, InvitationId, MembershipId, OrganizationId,
 };
 use crate::invitations::{Invitation, InvitationKind, InvitationStatus, InvitationTransition};
 use crate::messages;
@@ -272,12 +271,13 @@ impl Invitations<'_> {
         rows: Vec<InvitationRequest>,
     ) -> Result<(BatchId, Vec<BatchRowOutcome>), InvitationError> {
         if rows.len() > self.ctx.policy.max_batch_rows {
-            return Err(InvitationError::BatchTooLarge(self.ctx.policy.max_batch_rows));
+            return Err(InvitationError::BatchTooLarge(
+                self.ctx.policy.max_batch_rows,
+            ));
         }
         let org = self.active_org(organization).await?;
         // Fail fast when the principal may not invite here at all.
-        let any_invite = if rows.iter().all(|row| row.crm_lead_id.is_some()) && !rows.is_empty()
-        {
+        let any_invite = if rows.iter().all(|row| row.crm_lead_id.is_some()) && !rows.is_empty() {
             Action::InviteLead
         } else {
             Action::InviteMember {
@@ -311,8 +311,7 @@ impl Invitations<'_> {
             match self.check_row(principal, &org, row).await? {
                 RowCheck::Outcome(outcome) => outcomes[index] = Some(outcome),
                 RowCheck::Ready(prepared) => {
-                    let (invitation, token) =
-                        self.build(principal, &org, prepared, Some(batch))?;
+                    let (invitation, token) = self.build(principal, &org, prepared, Some(batch))?;
                     ready.push((index, invitation, token));
                 }
             }
@@ -392,7 +391,9 @@ impl Invitations<'_> {
                 Ok(RowCheck::Outcome(BatchRowOutcome::AlreadyMember))
             }
             Err(InvitationError::AlreadyInvited { invitation, .. }) => {
-                Ok(RowCheck::Outcome(BatchRowOutcome::AlreadyInvited { invitation }))
+                Ok(RowCheck::Outcome(BatchRowOutcome::AlreadyInvited {
+                    invitation,
+                }))
             }
             Err(InvitationError::Store(error)) => Err(InvitationError::Store(error)),
             Err(InvitationError::Conflict) => Err(InvitationError::Conflict),
@@ -773,7 +774,10 @@ impl Invitations<'_> {
             },
             now,
         ));
-        changes.event(self.ctx.event(&actor, org_id, who, EventKind::MembershipActivated, now));
+        changes.event(
+            self.ctx
+                .event(&actor, org_id, who, EventKind::MembershipActivated, now),
+        );
         match &crm_lead_id {
             Some(crm_lead_id) => changes.event(self.ctx.event(
                 &actor,
@@ -995,7 +999,10 @@ impl Invitations<'_> {
             ..invitation
         };
         let mut changes = ChangeSet::new();
-        changes.event(self.ctx.event(&principal.actor(), Some(org.id), None, kind, now));
+        changes.event(
+            self.ctx
+                .event(&principal.actor(), Some(org.id), None, kind, now),
+        );
         changes.put(next.clone());
         self.ctx.store.commit(changes).await?;
         Ok(Invitation {

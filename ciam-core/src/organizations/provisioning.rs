@@ -576,8 +576,10 @@ impl Provisioning<'_> {
         } else {
             BTreeSet::new()
         };
-        let mut lost: BTreeSet<ServiceId> =
-            before_services.difference(&after_services).copied().collect();
+        let mut lost: BTreeSet<ServiceId> = before_services
+            .difference(&after_services)
+            .copied()
+            .collect();
         if !lost.is_empty() {
             for other in self
                 .ctx
@@ -593,8 +595,15 @@ impl Provisioning<'_> {
             }
         }
         if !lost.is_empty() {
-            self.revoke_access(&actor, after.organization, after.id, &lost, now, &mut changes)
-                .await?;
+            self.revoke_access(
+                &actor,
+                after.organization,
+                after.id,
+                &lost,
+                now,
+                &mut changes,
+            )
+            .await?;
         }
         let version = after.version + 1;
         changes.put(after.clone());

@@ -14,8 +14,8 @@ use crate::ids::{IdentityId, JoinRequestId, OrgRegistrationId, OrganizationId};
 use crate::secrets::CodeChallenge;
 
 pub use workflow::{
-    ContractLookup, Decision as RegistrationDecision, JoinRequestForm, JoinTarget, NoContractLookup,
-    OrgRegistrationForm, RegistrationError, Registrations,
+    ContractConfirmation, ContractLookup, Decision as RegistrationDecision, JoinRequestForm,
+    JoinTarget, NoContractLookup, OrgRegistrationForm, RegistrationError, Registrations,
 };
 
 /// Lifecycle of a registration or join request.

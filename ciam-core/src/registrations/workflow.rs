@@ -431,7 +431,12 @@ impl Registrations<'_> {
         changes.put(registration.clone());
         self.ctx.store.commit(changes).await?;
         registration.version += 1;
-        if let Some(confirmation) = self.ctx.contracts.active_contract_for(&registration).await? {
+        if let Some(confirmation) = self
+            .ctx
+            .contracts
+            .active_contract_for(&registration)
+            .await?
+        {
             return self
                 .approve_registration(&Actor::System, registration, Some(confirmation))
                 .await;
@@ -672,7 +677,10 @@ impl Registrations<'_> {
             },
             now,
         ));
-        changes.event(self.ctx.event(actor, org_id, who, EventKind::MembershipActivated, now));
+        changes.event(
+            self.ctx
+                .event(actor, org_id, who, EventKind::MembershipActivated, now),
+        );
         if !membership.mandates.is_empty() {
             changes.event(self.ctx.event(
                 actor,

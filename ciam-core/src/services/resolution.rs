@@ -62,8 +62,12 @@ impl RoleResolution<'_> {
         identity: IdentityId,
         service_key: &str,
     ) -> Result<ResolvedRoles, RoleResolutionError> {
-        authorize(principal, &Action::ManageOwnProfile, &Target::Identity(identity))
-            .into_result()?;
+        authorize(
+            principal,
+            &Action::ManageOwnProfile,
+            &Target::Identity(identity),
+        )
+        .into_result()?;
         let service = self
             .ctx
             .store

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{IdentityId, SessionId};
 use crate::secrets::TokenHash;
 
-pub use workflow::{SessionError, SessionPolicy, Sessions, StartedSession, ValidSession};
 pub(crate) use workflow::revoke_sessions_of;
+pub use workflow::{SessionError, SessionPolicy, Sessions, StartedSession, ValidSession};
 
 /// How the person proved who they are (RFC 8176 `amr` values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

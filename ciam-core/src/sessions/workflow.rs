@@ -203,7 +203,12 @@ impl Sessions<'_> {
         let now = self.ctx.now();
         let mut changes = ChangeSet::new();
         let mut count = 0;
-        for session in self.ctx.store.sessions_of_identity(valid.session.identity).await? {
+        for session in self
+            .ctx
+            .store
+            .sessions_of_identity(valid.session.identity)
+            .await?
+        {
             if session.id != valid.session.id && session.is_live(now) {
                 changes.put(Session {
                     revoked: Some((now, RevocationReason::SignedOutElsewhere)),
@@ -260,8 +265,12 @@ impl Sessions<'_> {
 
 fn authorize_on_person(principal: &Principal, identity: IdentityId) -> Result<(), DenyReason> {
     if principal.identity() == Some(identity) {
-        return authorize(principal, &Action::ManageOwnProfile, &Target::Identity(identity))
-            .into_result();
+        return authorize(
+            principal,
+            &Action::ManageOwnProfile,
+            &Target::Identity(identity),
+        )
+        .into_result();
     }
     authorize(principal, &Action::DisableIdentity, &Target::Global).into_result()
 }

@@ -65,7 +65,11 @@ fn account_manager_provisions_and_invites_contact_persons() {
     assert!(allowed(&am, invite_admin(), &customer()));
     assert!(allowed(&am, Action::InviteLead, &customer()));
     assert!(!allowed(&am, Action::RemoveMember, &customer()));
-    assert!(!allowed(&am, Action::DecideOrgRegistration, &Target::Global));
+    assert!(!allowed(
+        &am,
+        Action::DecideOrgRegistration,
+        &Target::Global
+    ));
     assert!(!allowed(&am, Action::ManageStaff, &provider()));
     assert!(!allowed(&am, invite_admin(), &provider()));
 }
@@ -79,7 +83,11 @@ fn customer_service_manages_users_of_customers_only() {
     assert!(allowed(&cs, Action::DisableIdentity, &Target::Global));
     assert!(!allowed(&cs, Action::DisableIdentity, &provider()));
     assert!(!allowed(&cs, Action::RemoveMember, &provider()));
-    assert!(!allowed(&cs, Action::ProvisionOrganization, &Target::Global));
+    assert!(!allowed(
+        &cs,
+        Action::ProvisionOrganization,
+        &Target::Global
+    ));
     assert!(!allowed(&cs, Action::ManageStaff, &provider()));
 }
 
@@ -91,7 +99,11 @@ fn back_office_decides_registrations_and_held_invitations() {
     assert!(allowed(&bo, Action::ViewOrganization, &customer()));
     assert!(!allowed(&bo, invite_admin(), &customer()));
     assert!(!allowed(&bo, Action::RemoveMember, &customer()));
-    assert!(!allowed(&bo, Action::ProvisionOrganization, &Target::Global));
+    assert!(!allowed(
+        &bo,
+        Action::ProvisionOrganization,
+        &Target::Global
+    ));
 }
 
 #[test]
@@ -101,7 +113,11 @@ fn inactive_staff_is_denied() {
     };
     user.active = false;
     assert_eq!(
-        authorize(&Principal::User(user), &Action::ManageStaff, &Target::Global),
+        authorize(
+            &Principal::User(user),
+            &Action::ManageStaff,
+            &Target::Global
+        ),
         ciam_core::Decision::Deny(DenyReason::InactiveIdentity)
     );
 }
@@ -112,7 +128,11 @@ fn integrations_act_through_scopes_on_customers_only() {
         name: "crm".into(),
         scopes: BTreeSet::from([IntegrationScope::Provisioning]),
     });
-    assert!(allowed(&crm, Action::ProvisionOrganization, &Target::Global));
+    assert!(allowed(
+        &crm,
+        Action::ProvisionOrganization,
+        &Target::Global
+    ));
     assert!(allowed(&crm, Action::ManageContracts, &customer()));
     assert!(!allowed(&crm, Action::ManageContracts, &provider()));
     assert_eq!(
@@ -120,14 +140,26 @@ fn integrations_act_through_scopes_on_customers_only() {
         ciam_core::Decision::Deny(DenyReason::MissingScope(IntegrationScope::Invitations))
     );
     assert!(!allowed(&crm, Action::RemoveMember, &customer()));
-    assert!(!allowed(&crm, Action::DecideOrgRegistration, &Target::Global));
+    assert!(!allowed(
+        &crm,
+        Action::DecideOrgRegistration,
+        &Target::Global
+    ));
 }
 
 #[test]
 fn anonymous_may_only_self_serve() {
-    assert!(allowed(&Principal::Anonymous, Action::SelfService, &Target::Global));
+    assert!(allowed(
+        &Principal::Anonymous,
+        Action::SelfService,
+        &Target::Global
+    ));
     assert_eq!(
-        authorize(&Principal::Anonymous, &Action::ViewOrganization, &customer()),
+        authorize(
+            &Principal::Anonymous,
+            &Action::ViewOrganization,
+            &customer()
+        ),
         ciam_core::Decision::Deny(DenyReason::NotSignedIn)
     );
 }
@@ -137,12 +169,20 @@ fn people_change_only_their_own_profile() {
     let me = IdentityId::from_uuid(Uuid::from_u128(1));
     let other = IdentityId::from_uuid(Uuid::from_u128(2));
     let user = staff(&[]);
-    assert!(allowed(&user, Action::ManageOwnProfile, &Target::Identity(me)));
+    assert!(allowed(
+        &user,
+        Action::ManageOwnProfile,
+        &Target::Identity(me)
+    ));
     assert_eq!(
         authorize(&user, &Action::ManageOwnProfile, &Target::Identity(other)),
         ciam_core::Decision::Deny(DenyReason::NotSelf)
     );
     // Even an administrator does not edit someone else's profile.
     let admin = staff(&[StaffRole::Administrator]);
-    assert!(!allowed(&admin, Action::ManageOwnProfile, &Target::Identity(other)));
+    assert!(!allowed(
+        &admin,
+        Action::ManageOwnProfile,
+        &Target::Identity(other)
+    ));
 }
