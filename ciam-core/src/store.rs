@@ -437,7 +437,9 @@ pub trait Store: Send + Sync {
         &self,
         organization: OrganizationId,
     ) -> Result<Vec<Contract>, StoreError>;
-    /// Contracts that stopped giving access at or before `before` (for the grace-period sweep).
+    /// Contracts that stopped giving access at or before `before` (for the grace-period
+    /// sweep): those whose `access_ended_at`, or else whose `valid_until`, is at or before
+    /// `before`.
     async fn contracts_with_access_ended_before(
         &self,
         before: DateTime<Utc>,
