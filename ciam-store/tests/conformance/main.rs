@@ -6,3 +6,7 @@
 //! Run with `cargo test -p ciam-store --features conformance --test conformance`.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
