@@ -1,5 +1,12 @@
 //! Integration tests of ciam-crm over `ciam_store::MemoryStore`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a failed expectation is a failed test"
+)]
+
 mod commands;
 mod dispatcher;
 mod provisioning;
