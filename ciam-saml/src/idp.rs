@@ -908,16 +908,18 @@ impl IdentityProvider {
         if format == NameIdFormat::EmailAddress && user.email.is_empty() {
             return Err(IssueError::NoEmail);
         }
+        // Written directly in exclusive canonical form (see `crypto::sign_canonical`): sorted
+        // attributes, no self-closing tags, C14N escaping, namespaces where exc-c14n renders
+        // them. Attribute values carry no xsi:type, so no QName-in-content namespace is needed.
+        use crate::crypto::{SIGNATURE_SLOT, c14n_attr as ea, c14n_text as et};
         let key = self.config.keys.active();
         let response_id = new_id(random);
         let assertion_id = new_id(random);
         let not_on_or_after = now + self.config.assertion_lifetime;
         let irt_attr = in_response_to
-            .map(|irt| format!(" InResponseTo=\"{}\"", xml::escape(irt)))
+            .map(|irt| format!(" InResponseTo=\"{}\"", ea(irt)))
             .unwrap_or_default();
         let name_id = self.name_id_for(&sp.entity_id, user, format);
-        let issuer = xml::escape(&self.config.entity_id);
-        let audience = xml::escape(&sp.entity_id);
         let mut attrs = String::new();
         let mut attribute = |name: &str, values: &[&str]| {
             if values.is_empty() {
@@ -929,8 +931,8 @@ impl IdentityProvider {
             ));
             for v in values {
                 attrs.push_str(&format!(
-                    "<saml:AttributeValue xsi:type=\"xs:string\">{}</saml:AttributeValue>",
-                    xml::escape(v)
+                    "<saml:AttributeValue>{}</saml:AttributeValue>",
+                    et(v)
                 ));
             }
             attrs.push_str("</saml:Attribute>");
@@ -952,16 +954,14 @@ impl IdentityProvider {
         attribute(attributes::ROLES, &roles);
 
         let assertion = format!(
-            "<saml:Assertion xmlns:saml=\"{NS_ASSERTION}\" \
-             xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" \
-             xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
-             ID=\"{assertion_id}\" Version=\"2.0\" IssueInstant=\"{now}\">\
-             <saml:Issuer>{issuer}</saml:Issuer>{sig}\
-             <saml:Subject><saml:NameID Format=\"{format}\" NameQualifier=\"{issuer}\" \
-             SPNameQualifier=\"{audience}\">{name_id}</saml:NameID>\
+            "<saml:Assertion xmlns:saml=\"{NS_ASSERTION}\" ID=\"{assertion_id}\" \
+             IssueInstant=\"{now}\" Version=\"2.0\">\
+             <saml:Issuer>{issuer}</saml:Issuer>{SIGNATURE_SLOT}\
+             <saml:Subject><saml:NameID Format=\"{format}\" NameQualifier=\"{issuer_attr}\" \
+             SPNameQualifier=\"{audience_attr}\">{name_id}</saml:NameID>\
              <saml:SubjectConfirmation Method=\"{bearer}\">\
-             <saml:SubjectConfirmationData NotOnOrAfter=\"{noa}\" Recipient=\"{acs}\"{irt_attr}/>\
-             </saml:SubjectConfirmation></saml:Subject>\
+             <saml:SubjectConfirmationData{irt_attr} NotOnOrAfter=\"{noa}\" Recipient=\"{acs}\">\
+             </saml:SubjectConfirmationData></saml:SubjectConfirmation></saml:Subject>\
              <saml:Conditions NotBefore=\"{nb}\" NotOnOrAfter=\"{noa}\">\
              <saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience>\
              </saml:AudienceRestriction></saml:Conditions>\
@@ -971,36 +971,37 @@ impl IdentityProvider {
              </saml:AuthnContext></saml:AuthnStatement>\
              <saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>",
             now = xml::instant(now),
-            sig = crypto::signature_template(&assertion_id, key.certificate()),
+            issuer = et(&self.config.entity_id),
+            issuer_attr = ea(&self.config.entity_id),
+            audience = et(&sp.entity_id),
+            audience_attr = ea(&sp.entity_id),
             format = format.urn(),
-            name_id = xml::escape(&name_id),
+            name_id = et(&name_id),
             bearer = xml::CM_BEARER,
             noa = xml::instant(not_on_or_after),
             nb = xml::instant(now - self.config.skew.min(Duration::seconds(60))),
-            acs = xml::escape(acs_url),
+            acs = ea(acs_url),
             authn = xml::instant(user.authenticated_at),
-            session = xml::escape(&user.session_id.to_string()),
+            session = ea(&user.session_id.to_string()),
             session_end = xml::instant(user.session_expires_at),
             context = authn_context_for(&user.auth_methods),
         );
-        let assertion = crypto::sign_enveloped(&assertion, key).map_err(|_| IssueError::Signing)?;
-        let response_sig = if sp.sign_response {
-            crypto::signature_template(&response_id, key.certificate())
-        } else {
-            String::new()
-        };
+        let assertion = crypto::sign_canonical(&assertion, &assertion_id, key)
+            .map_err(|_| IssueError::Signing)?;
         let response = format!(
-            "<samlp:Response xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" \
-             ID=\"{response_id}\" Version=\"2.0\" IssueInstant=\"{now}\" Destination=\"{acs}\"{irt_attr}>\
-             <saml:Issuer>{issuer}</saml:Issuer>{response_sig}\
-             <samlp:Status><samlp:StatusCode Value=\"{success}\"/></samlp:Status>{assertion}\
-             </samlp:Response>",
+            "<samlp:Response xmlns:samlp=\"{NS_PROTOCOL}\" Destination=\"{acs}\" \
+             ID=\"{response_id}\"{irt_attr} IssueInstant=\"{now}\" Version=\"2.0\">\
+             <saml:Issuer xmlns:saml=\"{NS_ASSERTION}\">{issuer}</saml:Issuer>{slot}\
+             <samlp:Status><samlp:StatusCode Value=\"{success}\"></samlp:StatusCode>\
+             </samlp:Status>{assertion}</samlp:Response>",
             now = xml::instant(now),
-            acs = xml::escape(acs_url),
+            acs = ea(acs_url),
+            issuer = et(&self.config.entity_id),
+            slot = if sp.sign_response { SIGNATURE_SLOT } else { "" },
             success = xml::STATUS_SUCCESS,
         );
         let xml = if sp.sign_response {
-            crypto::sign_enveloped(&response, key).map_err(|_| IssueError::Signing)?
+            crypto::sign_canonical(&response, &response_id, key).map_err(|_| IssueError::Signing)?
         } else {
             response
         };
