@@ -42,13 +42,11 @@ fn setup() -> Setup {
         KeyRing::new(key),
         b"pairwise-secret-for-benchmarks-only!!".to_vec(),
     ));
-    let metadata = format!(
-        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"https://app.test/sp\">\
+    let metadata = "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"https://app.test/sp\">\
          <md:SPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
          <md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" \
-         Location=\"https://app.test/acs\" index=\"0\"/></md:SPSSODescriptor></md:EntityDescriptor>"
-    );
-    let mut sp = ServiceProvider::from_metadata(&metadata).unwrap();
+         Location=\"https://app.test/acs\" index=\"0\"/></md:SPSSODescriptor></md:EntityDescriptor>";
+    let mut sp = ServiceProvider::from_metadata(metadata).unwrap();
     sp.allow_idp_initiated = true;
     let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
     let user = SignedInUser {
