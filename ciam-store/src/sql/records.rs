@@ -253,7 +253,7 @@ pub(crate) fn row_of(record: &Record) -> Result<RowSpec, StoreError> {
                 CredentialKind::FederatedLink { provider, subject } => {
                     (Some(provider.clone()), Some(subject.clone()))
                 }
-                CredentialKind::Password { .. } => (None, None),
+                _ => (None, None),
             };
             RowSpec {
                 table: "credentials",

@@ -5,6 +5,12 @@
 //! database for the run (one schema per check inside it) and drops it afterwards. Without the
 //! variable the test is skipped with a message, except under `CI=true`, where that is a failure.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail the test loudly"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -76,10 +82,13 @@ impl TestDatabase {
 
     pub(crate) async fn drop_now(self) {
         let mut admin = sqlx::PgConnection::connect(&self.server).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
         admin.close().await.unwrap();
     }
 }
@@ -125,7 +134,12 @@ async fn conformance_suite_on_postgres() {
     let failures = ciam_store::conformance::run_all_collecting(factory).await;
     database.drop_now().await;
     let report: Vec<String> = failures.iter().map(ToString::to_string).collect();
-    assert!(report.is_empty(), "{} checks failed:\n{}", report.len(), report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "{} checks failed:\n{}",
+        report.len(),
+        report.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -171,5 +185,8 @@ fn database_names_are_replaced_in_urls() {
         with_database("postgres://u:p@h/db?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"
     );
-    assert_eq!(with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
 }

@@ -1,6 +1,11 @@
 //! `SqlStore` on SQLite (a fresh temporary database file per check) against the conformance
 //! suite, plus SQLite-specific checks: file creation, reopening, schema versions.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail the test loudly"
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,11 +56,32 @@ async fn the_file_is_created_and_data_survives_reopening() {
     assert!(!path.exists());
     let store = SqlStore::open(&url_of(&path)).await.unwrap();
     assert!(path.exists());
-    assert!(store.consume_once("k", chrono::DateTime::UNIX_EPOCH, chrono::DateTime::<chrono::Utc>::MAX_UTC).await.unwrap());
+    assert!(
+        store
+            .consume_once(
+                "k",
+                chrono::DateTime::UNIX_EPOCH,
+                chrono::DateTime::<chrono::Utc>::MAX_UTC
+            )
+            .await
+            .unwrap()
+    );
     store.close().await;
     let store = SqlStore::open(&url_of(&path)).await.unwrap();
-    assert!(!store.consume_once("k", chrono::DateTime::UNIX_EPOCH, chrono::DateTime::<chrono::Utc>::MAX_UTC).await.unwrap());
-    assert_eq!(store.schema_version().await.unwrap(), SqlStore::supported_schema_version());
+    assert!(
+        !store
+            .consume_once(
+                "k",
+                chrono::DateTime::UNIX_EPOCH,
+                chrono::DateTime::<chrono::Utc>::MAX_UTC
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        SqlStore::supported_schema_version()
+    );
 }
 
 #[tokio::test]
@@ -66,7 +92,9 @@ async fn a_newer_schema_is_refused() {
     // Pretend a newer ciam-store applied migration 9999.
     {
         use sqlx::Connection as _;
-        let mut conn = sqlx::SqliteConnection::connect(&url_of(&path)).await.unwrap();
+        let mut conn = sqlx::SqliteConnection::connect(&url_of(&path))
+            .await
+            .unwrap();
         sqlx::query(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
              VALUES (9999, 'from the future', 1, x'00', 0)",
@@ -79,7 +107,9 @@ async fn a_newer_schema_is_refused() {
     let error = SqlStore::open(&url_of(&path)).await.unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Corrupt);
     assert!(
-        error.to_string().contains("database schema version 9999 is newer than this ciam-store supports"),
+        error
+            .to_string()
+            .contains("database schema version 9999 is newer than this ciam-store supports"),
         "{error}"
     );
 }
@@ -87,7 +117,13 @@ async fn a_newer_schema_is_refused() {
 #[tokio::test]
 async fn in_memory_databases_work() {
     let store = SqlStore::open("sqlite::memory:").await.unwrap();
-    assert_eq!(store.counter("x", chrono::DateTime::UNIX_EPOCH).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .counter("x", chrono::DateTime::UNIX_EPOCH)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
