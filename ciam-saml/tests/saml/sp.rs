@@ -587,3 +587,17 @@ fn an_authn_request_is_signed_and_carries_a_fresh_id() {
     assert_ne!(first.request_id, second.request_id);
     assert!(!second.url.contains("Signature="));
 }
+
+/// Writes seed inputs for the fuzz targets when `CIAM_SAML_WRITE_FUZZ_SEEDS` is set.
+#[tokio::test]
+async fn write_fuzz_seeds_on_request() {
+    let Ok(dir) = std::env::var("CIAM_SAML_WRITE_FUZZ_SEEDS") else {
+        return;
+    };
+    let (_, response) = login_round_trip(registered_sp()).await;
+    std::fs::write(format!("{dir}/response/signed-assertion.xml"), response.xml()).unwrap();
+    let mut sp = registered_sp();
+    sp.sign_response = true;
+    let (_, response) = login_round_trip(sp).await;
+    std::fs::write(format!("{dir}/response/signed-both.xml"), response.xml()).unwrap();
+}
