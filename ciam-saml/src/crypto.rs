@@ -224,11 +224,90 @@ fn strip_declaration(document: &str) -> &str {
     }
 }
 
+/// Signature and digest algorithms accepted on verification.
+const ALLOWED_SIGNATURE_METHODS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+];
+const ALLOWED_DIGEST_METHODS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+];
+/// Canonicalization and transforms accepted: no XPath, no XSLT, no base64 or external ones.
+const ALLOWED_TRANSFORMS: &[&str] = &[
+    ENVELOPED,
+    EXC_C14N,
+    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    "http://www.w3.org/2006/12/xml-c14n11",
+];
+
+/// What a document's signatures use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignatureScan {
+    /// No `ds:Signature` at all.
+    None,
+    /// A signature, digest, canonicalization or transform algorithm outside the allowlist, or
+    /// a reference that is not a same-document `#id`.
+    Disallowed,
+    /// Signatures present, all within the allowlist.
+    Allowed,
+}
+
+/// Checks every signature's algorithms before any cryptography runs (xmlsec would otherwise
+/// execute whatever transforms an attacker names).
+pub(crate) fn signature_algorithms(doc: &roxmltree::Document<'_>) -> SignatureScan {
+    let mut any = false;
+    for sig in doc
+        .descendants()
+        .filter(|n| xml::is(n, xml::NS_DSIG, "Signature"))
+    {
+        any = true;
+        for n in sig.descendants().filter(|n| n.is_element()) {
+            let allowed = match n.tag_name().name() {
+                "SignatureMethod" => ALLOWED_SIGNATURE_METHODS,
+                "DigestMethod" => ALLOWED_DIGEST_METHODS,
+                "Transform" | "CanonicalizationMethod" => ALLOWED_TRANSFORMS,
+                "Reference" => {
+                    if !n
+                        .attribute("URI")
+                        .is_some_and(|u| u.starts_with('#') && u.len() > 1)
+                    {
+                        return SignatureScan::Disallowed;
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if !n
+                .attribute("Algorithm")
+                .is_some_and(|a| allowed.contains(&a))
+            {
+                return SignatureScan::Disallowed;
+            }
+        }
+    }
+    if any {
+        SignatureScan::Allowed
+    } else {
+        SignatureScan::None
+    }
+}
+
 /// Verifies every signature in `document` against `trusted` (the configured certificates only:
 /// a certificate carried in `KeyInfo` is ignored), refuses any algorithm outside the allowlist,
 /// and returns a document holding only what the signatures cover, rooted at the signed element.
 pub(crate) fn verify_and_reduce(document: &str, trusted: &[Certificate]) -> Option<String> {
     if trusted.is_empty() {
+        return None;
+    }
+    let scanned = xml::parse(document).map(|doc| signature_algorithms(&doc));
+    if scanned != Some(SignatureScan::Allowed) {
         return None;
     }
     let certs: Vec<CertificateDer> = trusted

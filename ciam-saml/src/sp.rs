@@ -16,23 +16,8 @@ use ciam_core::ids::OrganizationId;
 
 use crate::crypto::{self, Certificate, SigningKey};
 use crate::metadata::{self, MetadataError};
-use crate::xml::{self, DecodeFailure, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
+use crate::xml::{self, DecodeFailure, NS_ASSERTION, NS_PROTOCOL};
 use crate::{Binding, NameIdFormat};
-
-/// Signature and digest algorithms accepted from customers' IdPs.
-const ALLOWED_SIGNATURE_METHODS: &[&str] = &[
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
-];
-const ALLOWED_DIGEST_METHODS: &[&str] = &[
-    "http://www.w3.org/2001/04/xmlenc#sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#sha384",
-    "http://www.w3.org/2001/04/xmlenc#sha512",
-];
 
 /// A customer's IdP, read from its metadata; per organization.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -337,32 +322,10 @@ fn new_id(random: &dyn RandomSource) -> String {
 }
 
 fn check_algorithms(doc: &roxmltree::Document<'_>) -> Result<(), ResponseError> {
-    let mut any = false;
-    for sig in doc
-        .descendants()
-        .filter(|n| xml::is(n, NS_DSIG, "Signature"))
-    {
-        any = true;
-        for n in sig.descendants() {
-            let allowed = if xml::is(&n, NS_DSIG, "SignatureMethod") {
-                ALLOWED_SIGNATURE_METHODS
-            } else if xml::is(&n, NS_DSIG, "DigestMethod") {
-                ALLOWED_DIGEST_METHODS
-            } else {
-                continue;
-            };
-            if !n
-                .attribute("Algorithm")
-                .is_some_and(|a| allowed.contains(&a))
-            {
-                return Err(ResponseError::AlgorithmNotAllowed);
-            }
-        }
-    }
-    if any {
-        Ok(())
-    } else {
-        Err(ResponseError::MissingSignature)
+    match crypto::signature_algorithms(doc) {
+        crypto::SignatureScan::None => Err(ResponseError::MissingSignature),
+        crypto::SignatureScan::Disallowed => Err(ResponseError::AlgorithmNotAllowed),
+        crypto::SignatureScan::Allowed => Ok(()),
     }
 }
 

@@ -595,9 +595,31 @@ async fn write_fuzz_seeds_on_request() {
         return;
     };
     let (_, response) = login_round_trip(registered_sp()).await;
-    std::fs::write(format!("{dir}/response/signed-assertion.xml"), response.xml()).unwrap();
+    std::fs::write(
+        format!("{dir}/response/signed-assertion.xml"),
+        response.xml(),
+    )
+    .unwrap();
     let mut sp = registered_sp();
     sp.sign_response = true;
     let (_, response) = login_round_trip(sp).await;
     std::fs::write(format!("{dir}/response/signed-both.xml"), response.xml()).unwrap();
+}
+
+#[tokio::test]
+async fn an_xslt_transform_is_refused_before_verification() {
+    let (request_id, response) = login_round_trip(registered_sp()).await;
+    let attacked = response.xml().replacen(
+        "<ds:Transforms>",
+        "<ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/TR/1999/REC-xslt-19991116\">\
+         <xsl:stylesheet xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\" version=\"1.0\"/>\
+         </ds:Transform>",
+        1,
+    );
+    assert_ne!(attacked, response.xml());
+    let result = consume(&attacked, Some(&request_id), now()).await;
+    assert!(
+        matches!(result, Err(ResponseError::AlgorithmNotAllowed)),
+        "{result:?}"
+    );
 }
