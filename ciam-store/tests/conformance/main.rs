@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo test -p ciam-store --features conformance --test conformance`.
 
+#[cfg(feature = "sqlite")]
+mod kill;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
