@@ -9,6 +9,7 @@
 
 mod commands;
 mod dispatcher;
+mod postgres;
 mod provisioning;
 mod reconcile;
 mod scenario;
