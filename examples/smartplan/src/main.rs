@@ -18,7 +18,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(story::run()) {
+            let data_dir = match (args.get(1).map(String::as_str), args.get(2)) {
+                (Some("--data-dir"), Some(dir)) => std::path::PathBuf::from(dir),
+                (None, _) => std::path::PathBuf::from("smartplan-data"),
+                _ => {
+                    eprintln!("usage: smartplan demo [--data-dir DIR]");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(story::run(&data_dir)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("smartplan: the demo stopped: {error}");

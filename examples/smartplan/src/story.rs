@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::error::Error;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ciam_core::authz::IntegrationScope;
@@ -18,7 +19,7 @@ use ciam_core::services::{BusinessRoleDefinition, ServiceDefinition};
 use ciam_core::sessions::AuthMethod;
 use ciam_core::store::{EventQuery, Store};
 use ciam_core::{Ciam, Policy, Principal};
-use ciam_store::MemoryStore;
+use ciam_store::SqlStore;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -46,8 +47,18 @@ fn code_in(text: &str) -> Result<OneTimeCode> {
 }
 
 /// Walks the story and prints each step.
-pub async fn run() -> Result<()> {
-    let store = Arc::new(MemoryStore::new());
+pub async fn run(data_dir: &Path) -> Result<()> {
+    // A fresh embedded SQLite database each run, so that the story can be walked again.
+    std::fs::create_dir_all(data_dir)?;
+    let database = data_dir.join("story.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", database.display()));
+        if file.exists() {
+            std::fs::remove_file(file)?;
+        }
+    }
+    let url = format!("sqlite://{}", database.display());
+    let store = Arc::new(SqlStore::open(&url).await?);
     let mail = Arc::new(DevMailbox::default());
     let sms = Arc::new(DevSmsOutbox::default());
     let ciam = Ciam::builder()
@@ -61,7 +72,10 @@ pub async fn run() -> Result<()> {
         .build()?;
     let system = Principal::System;
     let password = Password::new("smartplan-demo-2026");
-    println!("SmartPlan story on ciam-rs (in-memory store, argon2id with OWASP parameters)");
+    println!(
+        "SmartPlan story on ciam-rs (SQLite database {}, argon2id with OWASP parameters)",
+        database.display()
+    );
 
     step(
         1,
