@@ -10,11 +10,13 @@ use crate::authz::{Action, Actor, DenyReason, OrgTarget, Principal, Target, auth
 use crate::clock::{Clock, OsRandom, RandomSource, SystemClock};
 use crate::contact::EmailDomain;
 use crate::credentials::{PasswordError, PasswordHasher, PasswordParams, PasswordPolicy};
+use crate::credentials::{Sealer, SecretKey};
 use crate::delivery::{DevMailbox, DevSmsOutbox, EmailMessage, Mailer, SmsMessage, SmsSender};
 use crate::events::{DomainEvent, EventKind};
 use crate::identities::{Administration, Profile};
 use crate::ids::{EventId, IdentityId, OrganizationId};
 use crate::invitations::Invitations;
+use crate::login::{AuthRuntime, FederationDirectory, Login, LoginPolicy, NoFederation};
 use crate::organizations::{Organization, Provisioning};
 use crate::principals::Principals;
 use crate::registrations::{ContractLookup, NoContractLookup, Registrations};
@@ -59,6 +61,8 @@ pub struct Policy {
     pub product_name: String,
     /// Rows accepted in one batch invitation.
     pub max_batch_rows: usize,
+    /// Sign-in rules (attempts, codes, throttling).
+    pub login: LoginPolicy,
 }
 
 /// The default list of public webmail domains.
@@ -102,6 +106,7 @@ impl Default for Policy {
             public_base_url: "http://127.0.0.1:8080".to_owned(),
             product_name: "MySmartPlan".to_owned(),
             max_batch_rows: 50_000,
+            login: LoginPolicy::default(),
         }
     }
 }
@@ -133,10 +138,26 @@ pub struct CiamBuilder {
     clock: Option<Arc<dyn Clock>>,
     random: Option<Arc<dyn RandomSource>>,
     contracts: Option<Arc<dyn ContractLookup>>,
+    secret_key: Option<SecretKey>,
+    federation: Option<Arc<dyn FederationDirectory>>,
     policy: Policy,
 }
 
 impl CiamBuilder {
+    /// The secret key (from configuration) that seals TOTP secrets at rest, login attempts and
+    /// password-reset links. Without one, a random key is drawn at start: attempts and links
+    /// then die with the process, and TOTP cannot be set up.
+    pub fn secret_key(mut self, key: SecretKey) -> Self {
+        self.secret_key = Some(key);
+        self
+    }
+
+    /// Which organizations sign in at their own identity provider (default: none).
+    pub fn federation(mut self, directory: Arc<dyn FederationDirectory>) -> Self {
+        self.federation = Some(directory);
+        self
+    }
+
     /// The store (required).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
@@ -184,6 +205,15 @@ impl CiamBuilder {
     pub fn build(self) -> Result<Ciam, BuildError> {
         let store = self.store.ok_or(BuildError::MissingStore)?;
         let hasher = PasswordHasher::new(self.policy.password_params)?;
+        let random: Arc<dyn RandomSource> = self.random.unwrap_or_else(|| Arc::new(OsRandom));
+        let sealer = match self.secret_key {
+            Some(key) => Sealer::new(key, true),
+            None => Sealer::new(SecretKey::generate(random.as_ref()), false),
+        };
+        let auth = AuthRuntime::new(
+            sealer,
+            self.federation.unwrap_or_else(|| Arc::new(NoFederation)),
+        );
         Ok(Ciam {
             ctx: Arc::new(Context {
                 store,
@@ -194,9 +224,10 @@ impl CiamBuilder {
                     .sms
                     .unwrap_or_else(|| Arc::new(DevSmsOutbox::default())),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                random: self.random.unwrap_or_else(|| Arc::new(OsRandom)),
+                random,
                 contracts: self.contracts.unwrap_or_else(|| Arc::new(NoContractLookup)),
                 hasher,
+                auth,
                 policy: self.policy,
             }),
         })
@@ -228,6 +259,8 @@ impl Ciam {
             clock: None,
             random: None,
             contracts: None,
+            secret_key: None,
+            federation: None,
             policy: Policy::default(),
         }
     }
@@ -260,6 +293,12 @@ impl Ciam {
     /// A person's own profile: name, email and phone with verification.
     pub fn profile(&self) -> Profile<'_> {
         Profile { ctx: &self.ctx }
+    }
+
+    /// Sign-in (identifier first, password, second factors), password change and reset,
+    /// second-factor enrollment.
+    pub fn login(&self) -> Login<'_> {
+        Login { ctx: &self.ctx }
     }
 
     /// Sessions.
@@ -317,6 +356,7 @@ pub(crate) struct Context {
     pub(crate) random: Arc<dyn RandomSource>,
     pub(crate) contracts: Arc<dyn ContractLookup>,
     pub(crate) hasher: PasswordHasher,
+    pub(crate) auth: AuthRuntime,
     pub(crate) policy: Policy,
 }
 

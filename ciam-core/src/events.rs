@@ -225,6 +225,53 @@ pub enum EventKind {
     },
     /// A password was set or changed.
     PasswordChanged,
+    /// A sign-in step failed (wrong password, unknown account, wrong code).
+    SignInFailed {
+        /// Which step.
+        step: crate::login::FailedStep,
+        /// The client's source key, as the host gave it.
+        source: Option<String>,
+    },
+    /// Repeated failures locked an account or a source for a while.
+    SignInLocked {
+        /// Account or source.
+        scope: crate::login::ThrottleScope,
+        /// Failures counted so far.
+        failures: u32,
+        /// Until when.
+        until: DateTime<Utc>,
+        /// The client's source key.
+        source: Option<String>,
+    },
+    /// Too many wrong codes ended a login attempt.
+    SignInAttemptEnded {
+        /// Wrong codes entered.
+        wrong_codes: u32,
+    },
+    /// A person signed in (a new session).
+    SignedIn {
+        /// The methods used.
+        methods: Vec<crate::sessions::AuthMethod>,
+        /// The client's source key.
+        source: Option<String>,
+    },
+    /// A password-reset link was sent.
+    PasswordResetRequested {
+        /// Whether an administrator asked for it.
+        by_admin: bool,
+    },
+    /// A second factor was set up.
+    SecondFactorEnrolled {
+        /// Which (`otp` for an authenticator app).
+        method: crate::sessions::AuthMethod,
+        /// Recovery codes issued with it.
+        recovery_codes: usize,
+    },
+    /// A recovery code was used.
+    RecoveryCodeUsed {
+        /// Codes left.
+        remaining: usize,
+    },
 }
 
 /// One domain event.

@@ -11,6 +11,7 @@ pub mod events;
 pub mod identities;
 pub mod ids;
 pub mod invitations;
+pub mod login;
 mod messages;
 pub mod organizations;
 pub mod principals;

@@ -1,11 +1,16 @@
 //! Credentials: password hashes (PHC strings), federated links, and the password hasher.
 
+pub mod common_passwords;
 mod passwords;
+mod sealing;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CredentialId, IdentityId};
+
+pub(crate) use sealing::{Purpose, Sealer};
+pub use sealing::{SealError, SecretKey};
 
 pub use passwords::{
     Password, PasswordError, PasswordHashString, PasswordHasher, PasswordParams, PasswordPolicy,
@@ -15,6 +20,7 @@ pub use passwords::{
 /// What a credential is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
 pub enum CredentialKind {
     /// A password, stored as a PHC string (argon2id by default).
     Password {
@@ -28,6 +34,18 @@ pub enum CredentialKind {
         provider: String,
         /// The subject at that provider.
         subject: String,
+    },
+    /// An authenticator app (TOTP): the secret sealed with the configured key.
+    Totp {
+        /// The secret, sealed (XChaCha20-Poly1305); never stored in clear.
+        sealed_secret: String,
+        /// When the person confirmed it with a first code (none while being set up).
+        confirmed_at: Option<DateTime<Utc>>,
+    },
+    /// Recovery codes: SHA-256 hashes of the unused ones.
+    RecoveryCodes {
+        /// Hashes of the codes not used yet.
+        hashes: Vec<crate::secrets::TokenHash>,
     },
 }
 

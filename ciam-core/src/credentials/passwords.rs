@@ -39,10 +39,16 @@ impl fmt::Debug for Password {
 pub struct PasswordHashString(String);
 
 impl PasswordHashString {
-    /// Wraps a PHC string read from a store or an import; checks that it parses.
+    /// Wraps a hash read from a store or an import; checks that it parses and that its
+    /// algorithm is one this library verifies: argon2id/argon2i/argon2d and
+    /// `pbkdf2-sha256` PHC strings, and bcrypt (`$2a$`, `$2b$`, `$2y$`) strings. Imported
+    /// hashes are replaced by argon2id with the current parameters at the first successful
+    /// sign-in.
     pub fn parse(phc: &str) -> Result<Self, PasswordError> {
-        PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
-        Ok(Self(phc.to_owned()))
+        match legacy::algorithm_of(phc) {
+            Some(_) => Ok(Self(phc.to_owned())),
+            None => Err(PasswordError::MalformedHash),
+        }
     }
 
     /// The PHC string.
@@ -74,6 +80,9 @@ pub enum PasswordError {
         /// Maximum length.
         max: usize,
     },
+    /// The password is on the list of common passwords.
+    #[error("the password is too common; choose another")]
+    TooCommon,
     /// The stored hash is not a PHC string this library understands.
     #[error("the stored password hash is malformed")]
     MalformedHash,
@@ -92,6 +101,8 @@ pub struct PasswordPolicy {
     pub min_len: usize,
     /// Maximum length in characters (default 128).
     pub max_len: usize,
+    /// Refuse passwords on the shipped list of the 10 000 most common ones (default true).
+    pub reject_common: bool,
 }
 
 impl Default for PasswordPolicy {
@@ -99,6 +110,7 @@ impl Default for PasswordPolicy {
         Self {
             min_len: 8,
             max_len: 128,
+            reject_common: true,
         }
     }
 }
@@ -112,6 +124,9 @@ impl PasswordPolicy {
         }
         if len > self.max_len {
             return Err(PasswordError::TooLong { max: self.max_len });
+        }
+        if self.reject_common && super::common_passwords::contains(password.expose()) {
+            return Err(PasswordError::TooCommon);
         }
         Ok(())
     }
@@ -227,16 +242,34 @@ impl PasswordHasher {
         let password = password.clone();
         let stored = stored.clone();
         self.run(move || {
-            let parsed =
-                PasswordHash::new(stored.as_str()).map_err(|_| PasswordError::MalformedHash)?;
             let argon2 = argon2_for(params)?;
-            if argon2
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_err()
-            {
-                return Ok(Verification::Mismatch);
-            }
-            if is_current(&parsed, params) {
+            let current = match legacy::algorithm_of(stored.as_str()) {
+                Some(legacy::Algorithm::Bcrypt) => {
+                    if !legacy::verify_bcrypt(password.expose(), stored.as_str()) {
+                        return Ok(Verification::Mismatch);
+                    }
+                    false
+                }
+                Some(legacy::Algorithm::Pbkdf2Sha256) => {
+                    if !legacy::verify_pbkdf2(password.expose(), stored.as_str()) {
+                        return Ok(Verification::Mismatch);
+                    }
+                    false
+                }
+                Some(legacy::Algorithm::Argon2) => {
+                    let parsed = PasswordHash::new(stored.as_str())
+                        .map_err(|_| PasswordError::MalformedHash)?;
+                    if argon2
+                        .verify_password(password.expose().as_bytes(), &parsed)
+                        .is_err()
+                    {
+                        return Ok(Verification::Mismatch);
+                    }
+                    is_current(&parsed, params)
+                }
+                None => return Err(PasswordError::MalformedHash),
+            };
+            if current {
                 return Ok(Verification::Match);
             }
             argon2
@@ -259,6 +292,51 @@ impl PasswordHasher {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|_| PasswordError::Unavailable)?
+    }
+}
+
+mod legacy {
+    //! Verification of imported hashes (bcrypt, PBKDF2-SHA256) and recognition of formats.
+
+    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+
+    /// A hash family this library verifies.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Algorithm {
+        Argon2,
+        Pbkdf2Sha256,
+        Bcrypt,
+    }
+
+    pub(super) fn algorithm_of(stored: &str) -> Option<Algorithm> {
+        if ["$2a$", "$2b$", "$2y$"]
+            .iter()
+            .any(|prefix| stored.starts_with(prefix))
+        {
+            return stored
+                .parse::<bcrypt::HashParts>()
+                .ok()
+                .map(|_| Algorithm::Bcrypt);
+        }
+        let parsed = PasswordHash::new(stored).ok()?;
+        match parsed.algorithm.as_str() {
+            "argon2id" | "argon2i" | "argon2d" => Some(Algorithm::Argon2),
+            "pbkdf2-sha256" => Some(Algorithm::Pbkdf2Sha256),
+            _ => None,
+        }
+    }
+
+    pub(super) fn verify_bcrypt(password: &str, stored: &str) -> bool {
+        bcrypt::verify(password, stored).unwrap_or(false)
+    }
+
+    pub(super) fn verify_pbkdf2(password: &str, stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        pbkdf2::Pbkdf2
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
     }
 }
 
@@ -329,6 +407,90 @@ mod tests {
             format!("{:?}", Password::new("secret")),
             "Password(<redacted>)"
         );
+    }
+
+    #[tokio::test]
+    async fn imported_bcrypt_and_pbkdf2_hashes_verify_and_upgrade() {
+        use argon2::password_hash::PasswordHasher as _;
+        let random = SeededRandom::new(8);
+        let hasher = PasswordHasher::new(PasswordParams::INSECURE_FAST_FOR_TESTS).unwrap();
+        let password = Password::new("imported from the old portal");
+
+        let bcrypt_hash = bcrypt::hash(password.expose(), 4).unwrap();
+        let pbkdf2_hash = pbkdf2::Pbkdf2
+            .hash_password_customized(
+                password.expose().as_bytes(),
+                Some(pbkdf2::Algorithm::Pbkdf2Sha256.ident()),
+                None,
+                pbkdf2::Params {
+                    rounds: 1_000,
+                    output_length: 32,
+                },
+                &SaltString::encode_b64(b"0123456789abcdef").unwrap(),
+            )
+            .unwrap()
+            .to_string();
+        let argon2i_hash = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        )
+        .hash_password(
+            password.expose().as_bytes(),
+            &SaltString::encode_b64(b"fedcba9876543210").unwrap(),
+        )
+        .unwrap()
+        .to_string();
+        assert!(pbkdf2_hash.starts_with("$pbkdf2-sha256$"), "{pbkdf2_hash}");
+        for imported in [bcrypt_hash, pbkdf2_hash, argon2i_hash] {
+            let stored = PasswordHashString::parse(&imported).unwrap();
+            assert_eq!(
+                hasher
+                    .verify(&Password::new("wrong guess"), &stored, &random)
+                    .await
+                    .unwrap(),
+                Verification::Mismatch,
+                "{imported}"
+            );
+            let Verification::MatchRehashed(upgraded) =
+                hasher.verify(&password, &stored, &random).await.unwrap()
+            else {
+                panic!("an imported hash must be upgraded: {imported}")
+            };
+            assert!(
+                upgraded
+                    .as_str()
+                    .starts_with("$argon2id$v=19$m=64,t=1,p=1$")
+            );
+        }
+        assert_eq!(
+            PasswordHashString::parse("$md5$abc$def").unwrap_err(),
+            PasswordError::MalformedHash
+        );
+        assert!(PasswordHashString::parse("$2b$04$tooshort").is_err());
+    }
+
+    #[test]
+    fn policy_rejects_common_passwords() {
+        let policy = PasswordPolicy::default();
+        assert_eq!(
+            policy.check(&Password::new("password123")),
+            Err(PasswordError::TooCommon)
+        );
+        assert_eq!(
+            policy.check(&Password::new("qwertyuiop")),
+            Err(PasswordError::TooCommon)
+        );
+        assert!(
+            policy
+                .check(&Password::new("correct horse battery staple"))
+                .is_ok()
+        );
+        let lax = PasswordPolicy {
+            reject_common: false,
+            ..PasswordPolicy::default()
+        };
+        assert!(lax.check(&Password::new("password123")).is_ok());
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! The state of one login attempt, carried by the browser in a sealed (AEAD) token.
+//!
+//! The token is opaque to its holder: encrypted and authenticated with a key derived from the
+//! configured secret key, so it cannot be read or forged. What must not be replayed is kept in
+//! the store's atomic counters and single-use keys, named after the attempt id: wrong tries,
+//! codes sent, and completion (an attempt yields at most one session).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::credentials::Purpose;
+use crate::ids::{IdentityId, OrganizationId, SessionId};
+use crate::sessions::AuthMethod;
+
+/// The sealed token of a login attempt, handed to the browser (a hidden form field) and back.
+/// Redacted `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AttemptToken(String);
+
+impl AttemptToken {
+    /// Wraps a token received from the browser.
+    pub fn from_presented(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token text, to put in a page. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AttemptToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AttemptToken(<redacted>)")
+    }
+}
+
+/// What the second factor is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "goal")]
+pub(crate) enum Goal {
+    /// Signing in.
+    SignIn,
+    /// Resetting the password from an emailed link.
+    Reset {
+        /// The reset link's id.
+        reset_id: String,
+    },
+    /// Stepping up an existing session (it is replaced by a new one).
+    StepUp {
+        /// The session to replace.
+        session: SessionId,
+    },
+}
+
+/// An SMS code sent in this attempt: a MAC of the code (never the code), which send it was,
+/// and when it stops working.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SmsChallenge {
+    pub(crate) mac: String,
+    pub(crate) send: u32,
+    pub(crate) expires_at: DateTime<Utc>,
+}
+
+/// Where the attempt stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "stage")]
+pub(crate) enum Stage {
+    /// Identifier given; the password is next.
+    Password { email: String },
+    /// Identifier given; the organization's identity provider is next.
+    Federated {
+        email: String,
+        organization: OrganizationId,
+        provider: String,
+    },
+    /// First factor proven; a second factor is next.
+    SecondFactor {
+        identity: IdentityId,
+        methods: Vec<AuthMethod>,
+        goal: Goal,
+        sms: Option<SmsChallenge>,
+    },
+    /// Reset link (and second factor, when needed) proven; a new password is next.
+    NewPassword {
+        identity: IdentityId,
+        reset_id: String,
+    },
+}
+
+/// One login attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AttemptState {
+    /// Random id (128 bits, hex): names the attempt's counters and single-use keys.
+    pub(crate) id: String,
+    /// When the attempt ends whatever happens.
+    pub(crate) expires_at: DateTime<Utc>,
+    /// The client's source key (address) as the host gave it.
+    pub(crate) source: Option<String>,
+    /// The email as typed (for per-account throttling).
+    pub(crate) email: String,
+    /// Where it stands.
+    pub(crate) stage: Stage,
+}
+
+impl AttemptState {
+    pub(crate) const PURPOSE: Purpose = Purpose::Attempt;
+
+    pub(crate) fn key(&self, what: &str) -> String {
+        format!("login:{what}:{}", self.id)
+    }
+}
+
+pub(crate) fn wrap(sealed: String) -> AttemptToken {
+    AttemptToken(sealed)
+}
