@@ -123,6 +123,12 @@ impl SqlStore {
         self.inner.write.close().await;
     }
 
+    /// Refreshes the query planner's statistics (`ANALYZE`); worth running after a bulk import.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        self.inner.write.execute("ANALYZE", args![]).await?;
+        Ok(())
+    }
+
     /// The schema version of the database (the newest applied migration).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let row = self

@@ -295,8 +295,7 @@ async fn apply_extra(tx: &mut Tx, item: &Prepared) -> Result<(), StoreError> {
             }
         }
         Extra::MemberEmail(identity, email) => {
-            // Memberships written before their identity (earlier in this change set, or in an
-            // earlier commit) get the email now; an email change reaches every membership.
+            // An email change reaches every membership of the identity.
             tx.execute(
                 "UPDATE memberships SET member_email = ? WHERE identity_id = ?",
                 args![email.clone(), identity.clone()],
@@ -328,8 +327,25 @@ async fn apply_changes(
                 group.push(next);
             }
             insert_group(tx, &group).await?;
+            let mut new_identities = Vec::new();
             for member in &group {
-                apply_extra(tx, member).await?;
+                match &member.extra {
+                    Extra::MemberEmail(identity, _) => {
+                        new_identities.push(Arg::from(identity.clone()));
+                    }
+                    _ => apply_extra(tx, member).await?,
+                }
+            }
+            if !new_identities.is_empty() {
+                // Memberships written before their identity (earlier in this change set, or in
+                // an earlier commit) get its email now: one statement for the whole group.
+                let sql = format!(
+                    "UPDATE memberships SET member_email = \
+                     (SELECT email_normalized FROM identities WHERE identities.id = memberships.identity_id) \
+                     WHERE identity_id IN ({})",
+                    placeholders(new_identities.len())
+                );
+                tx.execute(&sql, new_identities).await?;
             }
             index += group.len();
         } else {
