@@ -54,6 +54,11 @@ CREATE TABLE identities (
 );
 CREATE UNIQUE INDEX uq_identities_email ON identities (email_normalized);
 CREATE UNIQUE INDEX uq_identities_crm_contact_id ON identities (crm_contact_id);
+-- Substring search in names (LIKE '%...%'): a trigram index. pg_trgm ships with PostgreSQL and
+-- is a trusted extension: the database owner may create it. It goes to (and is named from) the
+-- schema `public`, so that stores in several schemas of one database share it.
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+CREATE INDEX ix_identities_name_trgm ON identities USING gin (name_lower public.gin_trgm_ops);
 
 CREATE TABLE memberships (
     id TEXT COLLATE "C" PRIMARY KEY NOT NULL,

@@ -43,8 +43,10 @@ CREATE UNIQUE INDEX uq_contracts_crm_contract_id ON contracts (crm_contract_id);
 CREATE INDEX ix_contracts_org ON contracts (organization_id, created_at);
 CREATE INDEX ix_contracts_access_end ON contracts (access_end_at);
 
+-- `seq` is a stable integer key for the full-text name index below.
 CREATE TABLE identities (
-    id TEXT PRIMARY KEY NOT NULL,
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
     version INTEGER NOT NULL,
     data TEXT NOT NULL,
     email_normalized TEXT NOT NULL,
@@ -52,8 +54,28 @@ CREATE TABLE identities (
     name_lower TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX uq_identities_id ON identities (id);
 CREATE UNIQUE INDEX uq_identities_email ON identities (email_normalized);
 CREATE UNIQUE INDEX uq_identities_crm_contact_id ON identities (crm_contact_id);
+
+-- Substring search in names: an FTS5 trigram index over identities.name_lower, kept in step by
+-- triggers (external content: the names live only in `identities`).
+CREATE VIRTUAL TABLE identity_names USING fts5 (
+    name_lower, content = 'identities', content_rowid = 'seq', tokenize = 'trigram'
+);
+CREATE TRIGGER identities_names_insert AFTER INSERT ON identities BEGIN
+    INSERT INTO identity_names (rowid, name_lower) VALUES (new.seq, new.name_lower);
+END;
+CREATE TRIGGER identities_names_delete AFTER DELETE ON identities BEGIN
+    INSERT INTO identity_names (identity_names, rowid, name_lower)
+    VALUES ('delete', old.seq, old.name_lower);
+END;
+CREATE TRIGGER identities_names_update AFTER UPDATE OF name_lower ON identities
+WHEN old.name_lower IS NOT new.name_lower BEGIN
+    INSERT INTO identity_names (identity_names, rowid, name_lower)
+    VALUES ('delete', old.seq, old.name_lower);
+    INSERT INTO identity_names (rowid, name_lower) VALUES (new.seq, new.name_lower);
+END;
 
 CREATE TABLE memberships (
     id TEXT PRIMARY KEY NOT NULL,

@@ -78,6 +78,30 @@ fn contains_pattern(text: &str) -> String {
     out
 }
 
+/// Whether the SQLite FTS5 trigram table can answer a name search for `query`: at least three
+/// characters and no LIKE wildcards (FTS5 does not take an ESCAPE clause).
+fn uses_trigram_table(backend: Backend, query: &str) -> bool {
+    match backend {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => query.chars().count() >= 3 && !query.contains(['%', '_', '\\']),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => false,
+    }
+}
+
+/// The name half of `search_identities`: on PostgreSQL the trigram index serves the LIKE; on
+/// SQLite the FTS5 trigram table does, when it can.
+fn name_search_sql(backend: Backend, query: &str) -> &'static str {
+    if uses_trigram_table(backend, query) {
+        "SELECT email_normalized, data FROM identities WHERE seq IN \
+         (SELECT rowid FROM identity_names WHERE name_lower LIKE ?) \
+         ORDER BY email_normalized LIMIT ?"
+    } else {
+        "SELECT email_normalized, data FROM identities \
+         WHERE name_lower LIKE ? ESCAPE '\\' ORDER BY email_normalized LIMIT ?"
+    }
+}
+
 fn parse_rows<T: DeserializeOwned>(rows: Vec<DbRow>) -> Result<Vec<T>, StoreError> {
     rows.iter().map(|row| from_json(&row.text(0)?)).collect()
 }
@@ -584,11 +608,13 @@ impl Store for SqlStore {
             .await?;
         let by_name = self
             .read()
-            .fetch_all(
-                "SELECT email_normalized, data FROM identities \
-                 WHERE name_lower LIKE ? ESCAPE '\\' ORDER BY email_normalized LIMIT ?",
-                args![contains_pattern(&query), limit],
-            )
+            .fetch_all(name_search_sql(self.read().backend(), &query), {
+                let mut values = args![contains_pattern(&query), limit];
+                if uses_trigram_table(self.read().backend(), &query) {
+                    values[0] = Arg::from(format!("%{query}%"));
+                }
+                values
+            })
             .await?;
         let mut merged: Vec<(String, String)> = Vec::new();
         for row in by_email.iter().chain(by_name.iter()) {
