@@ -173,6 +173,10 @@ impl Login<'_> {
             _ => return Err(LoginError::FactorUnavailable),
         };
         let policy = &ctx.policy.login;
+        let max_sends = policy.sms_resends.saturating_add(1);
+        if ctx.store.counter(&state.key("sms-sent"), now).await? >= max_sends {
+            return Err(LoginError::ResendLimit);
+        }
         let gap_until = now + policy.sms_resend_interval;
         if !ctx
             .store
@@ -185,7 +189,7 @@ impl Login<'_> {
             .store
             .increment_counter(&state.key("sms-sent"), now, state.expires_at)
             .await?;
-        if send > policy.sms_resends.saturating_add(1) {
+        if send > max_sends {
             return Err(LoginError::ResendLimit);
         }
         let code = OneTimeCode::generate(ctx.random.as_ref());

@@ -1,0 +1,341 @@
+//! Second factors: SMS codes (verified phone only, 5 minutes, 5 tries, limited resends), TOTP
+//! (enrollment, ±1 step, no reuse of a step, sealed secret), recovery codes, and step-up.
+
+use chrono::Duration;
+use ciam_core::credentials::CredentialKind;
+use ciam_core::events::EventKind;
+use ciam_core::invitations::InvitationRequest;
+use ciam_core::login::{LoginError, LoginStep, RecoveryCode, SecondFactor, TotpEnrollment};
+use ciam_core::secrets::OneTimeCode;
+use ciam_core::sessions::AuthMethod;
+use ciam_core::store::Store;
+use ciam_core::{Ciam, Principal};
+use totp_rs::TOTP;
+
+use crate::login::{
+    JEREMY, JEREMY_PHONE, attempt, auth_ciam, city_with_jeremy, signed_in, with_password,
+};
+use crate::support::{World, password};
+
+fn code_at(enrollment: &TotpEnrollment, ciam: &Ciam, offset_steps: i64) -> String {
+    let totp = TOTP::from_url(&enrollment.otpauth_uri).unwrap();
+    let at = ciam.clock().now().timestamp() + offset_steps * 30;
+    totp.generate(u64::try_from(at).unwrap())
+}
+
+async fn sms_step(ciam: &Ciam) -> ciam_core::login::AttemptToken {
+    let step = with_password(ciam, JEREMY, &password()).await.unwrap();
+    attempt(step)
+}
+
+#[tokio::test]
+async fn five_wrong_sms_codes_end_the_attempt() {
+    let world = World::new().await;
+    city_with_jeremy(&world, true).await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let second = sms_step(&ciam).await;
+    let sent = attempt(login.send_sms_code(&second).await.unwrap());
+    let code = world.sms_code(JEREMY_PHONE);
+    let wrong = OneTimeCode::from_presented(if code.expose() == "111111" {
+        "222222"
+    } else {
+        "111111"
+    });
+    for _ in 0..4 {
+        assert!(matches!(
+            login.verify_sms_code(&sent, &wrong).await,
+            Err(LoginError::WrongCode)
+        ));
+    }
+    assert!(matches!(
+        login.verify_sms_code(&sent, &wrong).await,
+        Err(LoginError::AttemptEnded)
+    ));
+    // Even the right code no longer works in this attempt, nor does a new code.
+    assert!(matches!(
+        login.verify_sms_code(&sent, &code).await,
+        Err(LoginError::AttemptEnded)
+    ));
+    assert!(matches!(
+        login.send_sms_code(&second).await,
+        Err(LoginError::AttemptEnded)
+    ));
+    assert!(
+        world
+            .events()
+            .await
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::SignInAttemptEnded { wrong_codes: 5 }))
+    );
+}
+
+#[tokio::test]
+async fn sms_codes_expire_after_five_minutes() {
+    let world = World::new().await;
+    city_with_jeremy(&world, true).await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let second = sms_step(&ciam).await;
+    let LoginStep::CodeSent {
+        attempt: sent,
+        expires_at,
+        ..
+    } = login.send_sms_code(&second).await.unwrap()
+    else {
+        panic!("a code is sent")
+    };
+    assert_eq!(expires_at, ciam.clock().now() + Duration::minutes(5));
+    let code = world.sms_code(JEREMY_PHONE);
+    world.clock.advance(Duration::minutes(5));
+    assert!(matches!(
+        login.verify_sms_code(&sent, &code).await,
+        Err(LoginError::CodeExpired)
+    ));
+}
+
+#[tokio::test]
+async fn resends_are_spaced_limited_and_replace_the_previous_code() {
+    let world = World::new().await;
+    city_with_jeremy(&world, true).await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let second = sms_step(&ciam).await;
+    let first_sent = attempt(login.send_sms_code(&second).await.unwrap());
+    let first_code = world.sms_code(JEREMY_PHONE);
+    assert!(matches!(
+        login.send_sms_code(&second).await,
+        Err(LoginError::ResendTooSoon)
+    ));
+    let mut latest = first_sent.clone();
+    for _ in 0..3 {
+        world.clock.advance(Duration::seconds(30));
+        latest = attempt(login.send_sms_code(&second).await.unwrap());
+    }
+    world.clock.advance(Duration::seconds(30));
+    assert!(matches!(
+        login.send_sms_code(&second).await,
+        Err(LoginError::ResendLimit)
+    ));
+    let sms_count = world
+        .sms
+        .messages()
+        .iter()
+        .filter(|m| m.message.to.as_str() == JEREMY_PHONE)
+        .count();
+    assert_eq!(
+        sms_count,
+        1 + 4,
+        "the phone verification code and four sign-in codes"
+    );
+    // The first code no longer counts once a newer one was sent.
+    assert!(matches!(
+        login.verify_sms_code(&first_sent, &first_code).await,
+        Err(LoginError::CodeExpired)
+    ));
+    let latest_code = world.sms_code(JEREMY_PHONE);
+    signed_in(login.verify_sms_code(&latest, &latest_code).await.unwrap());
+}
+
+#[tokio::test]
+async fn sms_goes_only_to_a_verified_phone() {
+    let world = World::new().await;
+    let (city, _, _) = city_with_jeremy(&world, true).await;
+    // Ann has a phone number waiting for verification: no SMS option, and MFA is required.
+    let (ann, ann_id) = world
+        .member(
+            &world.scott,
+            city.id,
+            InvitationRequest {
+                email: "ann.lee@citygroup.example".into(),
+                ..InvitationRequest::default()
+            },
+        )
+        .await;
+    world
+        .ciam
+        .profile()
+        .request_phone_change(&ann, ann_id, "+358409998887")
+        .await
+        .unwrap();
+    let ciam = auth_ciam(&world, None);
+    assert!(matches!(
+        with_password(&ciam, "ann.lee@citygroup.example", &password()).await,
+        Err(LoginError::SecondFactorRequired)
+    ));
+    assert_eq!(
+        world
+            .sms
+            .messages()
+            .iter()
+            .filter(|m| m.message.to.as_str() == "+358409998887")
+            .count(),
+        1,
+        "only the verification code"
+    );
+}
+
+#[tokio::test]
+async fn totp_enrollment_login_step_reuse_and_recovery_codes() {
+    let world = World::new().await;
+    let (_, jeremy, jeremy_id) = city_with_jeremy(&world, false).await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+
+    // Someone else cannot enroll for Jeremy.
+    assert!(login.enroll_totp(&world.scott, jeremy_id).await.is_err());
+    // Without a configured key, TOTP cannot be set up.
+    assert!(matches!(
+        world.ciam.login().enroll_totp(&jeremy, jeremy_id).await,
+        Err(LoginError::NoSecretKey)
+    ));
+
+    let enrollment = login.enroll_totp(&jeremy, jeremy_id).await.unwrap();
+    assert!(enrollment.otpauth_uri.starts_with("otpauth://totp/"));
+    assert!(enrollment.otpauth_uri.contains("issuer=MySmartPlan"));
+    assert!(enrollment.qr_svg.contains("<svg"));
+    assert_eq!(format!("{enrollment:?}"), "TotpEnrollment(<redacted>)");
+    // Not effective before confirmation: the password alone still signs in.
+    signed_in(with_password(&ciam, JEREMY, &password()).await.unwrap());
+    assert!(matches!(
+        login.confirm_totp(&jeremy, jeremy_id, "000000").await,
+        Err(LoginError::WrongCode)
+    ));
+    let codes = login
+        .confirm_totp(&jeremy, jeremy_id, &code_at(&enrollment, &ciam, 0))
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+
+    // The secret is stored sealed, recovery codes hashed.
+    let credentials = world
+        .store
+        .credentials_of_identity(jeremy_id)
+        .await
+        .unwrap();
+    let stored = serde_json::to_string(&credentials).unwrap();
+    assert!(!stored.contains(&enrollment.secret_base32));
+    assert!(!stored.contains(codes[0].expose()));
+    assert!(credentials.iter().any(|c| matches!(
+        &c.kind,
+        CredentialKind::Totp {
+            confirmed_at: Some(_),
+            ..
+        }
+    )));
+
+    // The step used for confirmation cannot be used again, even in the next 30 s window.
+    let step = with_password(&ciam, JEREMY, &password()).await.unwrap();
+    let LoginStep::SecondFactor {
+        attempt: second,
+        options,
+        ..
+    } = step
+    else {
+        panic!("an enrolled app makes TOTP required, got {step:?}")
+    };
+    assert_eq!(
+        options,
+        vec![
+            SecondFactor::Sms,
+            SecondFactor::Totp,
+            SecondFactor::RecoveryCode
+        ]
+    );
+    assert!(matches!(
+        login
+            .verify_totp(&second, &code_at(&enrollment, &ciam, 0))
+            .await,
+        Err(LoginError::WrongCode)
+    ));
+    // The next step's code (clock drift of one step) works once.
+    let next = code_at(&enrollment, &ciam, 1);
+    let started = signed_in(login.verify_totp(&second, &next).await.unwrap());
+    assert_eq!(
+        started.session.methods,
+        vec![AuthMethod::Pwd, AuthMethod::Otp]
+    );
+    let again = attempt(with_password(&ciam, JEREMY, &password()).await.unwrap());
+    assert!(matches!(
+        login.verify_totp(&again, &next).await,
+        Err(LoginError::WrongCode)
+    ));
+    // Two steps away is refused.
+    world.clock.advance(Duration::seconds(30));
+    assert!(matches!(
+        login
+            .verify_totp(&again, &code_at(&enrollment, &ciam, 2))
+            .await,
+        Err(LoginError::WrongCode)
+    ));
+    // One step late still works (a step not used before).
+    world.clock.advance(Duration::seconds(60));
+    signed_in(
+        login
+            .verify_totp(&again, &code_at(&enrollment, &ciam, -1))
+            .await
+            .unwrap(),
+    );
+
+    // A recovery code works once.
+    let third = attempt(with_password(&ciam, JEREMY, &password()).await.unwrap());
+    let presented = RecoveryCode::from_presented(&codes[3].expose().to_uppercase());
+    signed_in(
+        login
+            .verify_recovery_code(&third, &presented)
+            .await
+            .unwrap(),
+    );
+    let fourth = attempt(with_password(&ciam, JEREMY, &password()).await.unwrap());
+    assert!(matches!(
+        login.verify_recovery_code(&fourth, &presented).await,
+        Err(LoginError::WrongCode)
+    ));
+    signed_in(
+        login
+            .verify_recovery_code(&fourth, &codes[4])
+            .await
+            .unwrap(),
+    );
+    assert!(
+        world
+            .events()
+            .await
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RecoveryCodeUsed { remaining: 8 }))
+    );
+    assert!(world.events().await.iter().any(|e| matches!(
+        e.kind,
+        EventKind::SecondFactorEnrolled {
+            method: AuthMethod::Otp,
+            recovery_codes: 10
+        }
+    )));
+}
+
+#[tokio::test]
+async fn step_up_replaces_the_session() {
+    let world = World::new().await;
+    city_with_jeremy(&world, false).await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let first = signed_in(with_password(&ciam, JEREMY, &password()).await.unwrap());
+    assert_eq!(first.session.level(), 1);
+    let second = attempt(login.step_up(&first.token).await.unwrap());
+    let sent = attempt(login.send_sms_code(&second).await.unwrap());
+    let stepped = signed_in(
+        login
+            .verify_sms_code(&sent, &world.sms_code(JEREMY_PHONE))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(stepped.session.level(), 2);
+    assert_eq!(
+        stepped.session.methods,
+        vec![AuthMethod::Pwd, AuthMethod::Sms]
+    );
+    assert_ne!(stepped.token, first.token);
+    assert!(ciam.sessions().validate(&first.token).await.is_err());
+    assert!(ciam.sessions().validate(&stepped.token).await.is_ok());
+    let _ = Principal::System;
+}
