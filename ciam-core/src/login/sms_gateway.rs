@@ -115,3 +115,95 @@ impl SmsSender for HttpSmsGateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::contact::PhoneNumber;
+    use crate::delivery::MessagePurpose;
+
+    /// A one-request HTTP server answering `status`; returns the URL and the raw request.
+    async fn one_shot(status: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 {status}\r\nlocation: http://127.0.0.1:1/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request).to_string()
+        });
+        (url, handle)
+    }
+
+    fn message() -> SmsMessage {
+        SmsMessage {
+            to: PhoneNumber::parse("+358401234567").unwrap(),
+            text: "code 123456".into(),
+            purpose: MessagePurpose::SignInCode,
+        }
+    }
+
+    #[tokio::test]
+    async fn posts_json_with_the_auth_header_and_maps_statuses() {
+        let (url, server) = one_shot("202 Accepted").await;
+        let mut config = HttpSmsGatewayConfig::new(url, "X-Api-Key", "s3cret");
+        config.from = Some("SmartPlan".into());
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let gateway = HttpSmsGateway::new(config).unwrap();
+        gateway.send(message()).await.unwrap();
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /sms HTTP/1.1"), "{request}");
+        assert!(request.to_ascii_lowercase().contains("x-api-key: s3cret"));
+        assert!(request.contains(r#""to":"+358401234567""#), "{request}");
+        assert!(request.contains(r#""text":"code 123456""#));
+        assert!(request.contains(r#""from":"SmartPlan""#));
+
+        for (status, rejected) in [
+            ("400 Bad Request", true),
+            ("429 Too Many Requests", false),
+            ("503 Service Unavailable", false),
+            // A redirect is not followed (and is not success).
+            ("302 Found", false),
+        ] {
+            let (url, server) = one_shot(status).await;
+            let gateway =
+                HttpSmsGateway::new(HttpSmsGatewayConfig::new(url, "Authorization", "Bearer x"))
+                    .unwrap();
+            let error = gateway.send(message()).await.unwrap_err();
+            server.await.unwrap();
+            assert_eq!(
+                matches!(error, DeliveryError::Rejected(_)),
+                rejected,
+                "{status}: {error}"
+            );
+        }
+    }
+}
