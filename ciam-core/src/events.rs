@@ -225,6 +225,13 @@ pub enum EventKind {
     },
     /// A password was set or changed.
     PasswordChanged,
+    /// The CRM linked its contact id to a person.
+    CrmContactLinked {
+        /// The CRM contact id now linked.
+        crm_contact_id: String,
+        /// The CRM contact id linked before, if any.
+        before: Option<String>,
+    },
     /// A sign-in step failed (wrong password, unknown account, wrong code).
     SignInFailed {
         /// Which step.

@@ -6,9 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::Duration;
 use ciam_core::authz::{Action, OrgTarget, Target, authorize};
 use ciam_core::contact::{EmailAddress, bounded_text, key_text};
+use ciam_core::events::{DomainEvent, EventKind};
 use ciam_core::identities::AdministrationError;
 use ciam_core::identities::{Identity, Mandate, Membership, MembershipStatus};
-use ciam_core::ids::{BusinessRoleId, ServiceId};
+use ciam_core::ids::{BusinessRoleId, EventId, ServiceId};
 use ciam_core::invitations::{BatchRowOutcome, InvitationError, InvitationKind, InvitationRequest};
 use ciam_core::organizations::{
     Contract, ContractUpsert, Organization, OrganizationUpsert, ProvisioningError,
@@ -653,9 +654,21 @@ impl Provisioner {
         }
         let identity = if outcome == ContactOutcome::Linked {
             let mut next = identity.clone();
-            next.crm_contact_id = Some(crm_contact_id);
-            next.updated_at = self.ciam.clock().now();
+            let now = self.ciam.clock().now();
+            next.crm_contact_id = Some(crm_contact_id.clone());
+            next.updated_at = now;
             let mut changes = ChangeSet::new();
+            changes.event(DomainEvent {
+                id: EventId::generate(self.ciam.random().as_ref()),
+                at: now,
+                actor: principal.actor(),
+                organization: None,
+                identity: Some(identity.id),
+                kind: EventKind::CrmContactLinked {
+                    crm_contact_id,
+                    before: identity.crm_contact_id.clone(),
+                },
+            });
             changes.put(next.clone());
             store.commit(changes).await?;
             next.version += 1;

@@ -360,6 +360,30 @@ async fn organization_query_and_contact_link() {
     assert_eq!(identity.memberships[0].mandates, [MandateSpec::OrgAdmin]);
     let again = w.provisioner.upsert_contact(&w.crm, contact).await.unwrap();
     assert_eq!(again.outcome, ContactOutcome::Unchanged);
+    // The link is in the audit log, once.
+    let links: Vec<_> = w
+        .ciam
+        .store()
+        .events(ciam_core::store::EventQuery {
+            limit: 1000,
+            ..ciam_core::store::EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|stored| match stored.event.kind {
+            ciam_core::events::EventKind::CrmContactLinked {
+                crm_contact_id,
+                before,
+            } => Some((
+                crm_contact_id,
+                before,
+                stored.event.identity.map(|id| id.as_uuid()),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(links, vec![("C-77".to_owned(), None, Some(identity.id))]);
     // Found both ways.
     let by_contact = w
         .provisioner
