@@ -95,7 +95,10 @@ pub async fn city_with_jeremy(
     (city, jeremy, id)
 }
 
-#[expect(clippy::panic, reason = "test helper: an unexpected step is a failed test")]
+#[expect(
+    clippy::panic,
+    reason = "test helper: an unexpected step is a failed test"
+)]
 pub fn attempt(step: LoginStep) -> AttemptToken {
     match step {
         LoginStep::Password { attempt }
@@ -107,7 +110,10 @@ pub fn attempt(step: LoginStep) -> AttemptToken {
     }
 }
 
-#[expect(clippy::panic, reason = "test helper: an unexpected step is a failed test")]
+#[expect(
+    clippy::panic,
+    reason = "test helper: an unexpected step is a failed test"
+)]
 pub fn signed_in(step: LoginStep) -> Box<ciam_core::sessions::StartedSession> {
     match step {
         LoginStep::SignedIn(started) => started,
