@@ -321,6 +321,12 @@ impl Ciam {
         Audit { ctx: &self.ctx }
     }
 
+    /// The organization as an authorization target: its id, kind and ancestors (what
+    /// [`authorize`] needs to apply a grant to sub-organizations).
+    pub async fn org_target(&self, org: &Organization) -> Result<OrgTarget, StoreError> {
+        self.ctx.org_target(org).await
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.ctx.store

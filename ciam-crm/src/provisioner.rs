@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::Duration;
-use ciam_core::authz::{Action, OrgTarget, Target, authorize};
+use ciam_core::authz::{Action, Target, authorize};
 use ciam_core::contact::{EmailAddress, bounded_text, key_text};
 use ciam_core::events::{DomainEvent, EventKind};
 use ciam_core::identities::AdministrationError;
@@ -543,34 +543,10 @@ impl Provisioner {
                 what: "organization",
                 key: contract.organization.to_string(),
             })?;
-        let target = Target::Organization(self.org_target(&org).await?);
+        let target = Target::Organization(self.ciam.org_target(&org).await?);
         authorize(principal, &Action::ManageContracts, &target)
             .into_result()
             .map_err(|reason| CommandError::Denied(reason.to_string()))
-    }
-
-    async fn org_target(&self, org: &Organization) -> Result<OrgTarget, CommandError> {
-        let mut ancestors = Vec::new();
-        let mut next = org.parent;
-        while let Some(parent) = next {
-            if ancestors.contains(&parent) || ancestors.len() >= 32 {
-                return Err(CommandError::Unavailable(
-                    "organization hierarchy has a cycle".to_owned(),
-                ));
-            }
-            ancestors.push(parent);
-            next = self
-                .ciam
-                .store()
-                .organization(parent)
-                .await?
-                .and_then(|parent| parent.parent);
-        }
-        Ok(OrgTarget {
-            id: org.id,
-            kind: org.kind,
-            ancestors,
-        })
     }
 
     /// Whether `principal` may do `action` in the organization of `membership`.
@@ -588,7 +564,7 @@ impl Provisioner {
         else {
             return Ok(None);
         };
-        let target = Target::Organization(self.org_target(&org).await?);
+        let target = Target::Organization(self.ciam.org_target(&org).await?);
         Ok(authorize(principal, action, &target)
             .is_allowed()
             .then_some(org))

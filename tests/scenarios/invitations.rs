@@ -10,14 +10,7 @@ use ciam_core::invitations::{
 use ciam_core::organizations::OrganizationUpsert;
 use ciam_core::{DenyReason, Principal};
 
-use crate::support::{World, password};
-
-fn request(email: &str) -> InvitationRequest {
-    InvitationRequest {
-        email: email.into(),
-        ..InvitationRequest::default()
-    }
-}
+use crate::support::{World, password, request};
 
 fn accept_with_password() -> Acceptance {
     Acceptance {

@@ -9,14 +9,7 @@ use ciam_core::sessions::AuthMethod;
 use ciam_core::store::PageRequest;
 use ciam_core::{DenyReason, Principal};
 
-use crate::support::{APP, World};
-
-fn request(email: &str) -> InvitationRequest {
-    InvitationRequest {
-        email: email.into(),
-        ..InvitationRequest::default()
-    }
-}
+use crate::support::{APP, World, request};
 
 #[tokio::test]
 async fn removal_ends_sessions_and_grants_nothing_more() {

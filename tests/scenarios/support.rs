@@ -39,6 +39,14 @@ pub struct World {
     pub customer_service: Principal,
 }
 
+/// An invitation of `email` with nothing else.
+pub fn request(email: &str) -> InvitationRequest {
+    InvitationRequest {
+        email: email.into(),
+        ..InvitationRequest::default()
+    }
+}
+
 pub fn password() -> Password {
     Password::new("correct horse battery staple")
 }

@@ -9,6 +9,7 @@ use ciam_core::authz::IntegrationScope;
 use ciam_core::credentials::Password;
 use ciam_core::delivery::{DevMailbox, DevSmsOutbox, first_code, first_link};
 use ciam_core::identities::{Mandate, StaffRole};
+use ciam_core::ids::OrganizationId;
 use ciam_core::invitations::{Acceptance, BatchRowOutcome, InvitationRequest};
 use ciam_core::organizations::{
     ContractChange, ContractStatus, ContractUpsert, OrgKind, OrganizationUpsert,
@@ -44,6 +45,44 @@ fn code_in(text: &str) -> Result<OneTimeCode> {
     Ok(OneTimeCode::from_presented(
         first_code(text).ok_or("no code")?,
     ))
+}
+
+/// Invites a member of SmartPlan's staff, accepts for them, and returns their principal.
+async fn join_staff(
+    ciam: &Ciam,
+    provider: OrganizationId,
+    email: &str,
+    (given, family): (&str, &str),
+    role: StaffRole,
+    password: &Password,
+) -> Result<Principal> {
+    let issued = ciam
+        .invitations()
+        .invite(
+            &Principal::System,
+            provider,
+            InvitationRequest {
+                email: email.into(),
+                given_name: Some(given.into()),
+                family_name: Some(family.into()),
+                staff_roles: BTreeSet::from([role]),
+                ..InvitationRequest::default()
+            },
+        )
+        .await?;
+    let token = issued.token.ok_or("no token")?;
+    let accepted = ciam
+        .invitations()
+        .accept(
+            &Principal::Anonymous,
+            &token,
+            Acceptance {
+                password: Some(password.clone()),
+                ..Acceptance::default()
+            },
+        )
+        .await?;
+    Ok(ciam.principals().for_identity(accepted.identity.id).await?)
 }
 
 /// Walks the story and prints each step.
@@ -117,33 +156,15 @@ pub async fn run(data_dir: &Path) -> Result<()> {
         .await?;
 
     step(2, "Scott Long joins SmartPlan as account manager");
-    let issued = ciam
-        .invitations()
-        .invite(
-            &system,
-            provider.id,
-            InvitationRequest {
-                email: "scott.long@smartplan.example".into(),
-                given_name: Some("Scott".into()),
-                family_name: Some("Long".into()),
-                staff_roles: BTreeSet::from([StaffRole::AccountManager]),
-                ..InvitationRequest::default()
-            },
-        )
-        .await?;
-    let token = issued.token.ok_or("no token")?;
-    let scott = ciam
-        .invitations()
-        .accept(
-            &Principal::Anonymous,
-            &token,
-            Acceptance {
-                password: Some(password.clone()),
-                ..Acceptance::default()
-            },
-        )
-        .await?;
-    let scott = ciam.principals().for_identity(scott.identity.id).await?;
+    let scott = join_staff(
+        &ciam,
+        provider.id,
+        "scott.long@smartplan.example",
+        ("Scott", "Long"),
+        StaffRole::AccountManager,
+        &password,
+    )
+    .await?;
     note("Scott accepted his invitation and set a password");
 
     step(3, "The CRM provisions City Group, Inc. and its contract");
@@ -323,32 +344,15 @@ pub async fn run(data_dir: &Path) -> Result<()> {
         .verify_registration(registration.id, &code_in(&message.text)?, None)
         .await?;
     note("email verified; the registration waits for back office");
-    let betty = ciam
-        .invitations()
-        .invite(
-            &system,
-            provider.id,
-            InvitationRequest {
-                email: "betty.office@smartplan.example".into(),
-                given_name: Some("Betty".into()),
-                family_name: Some("Office".into()),
-                staff_roles: BTreeSet::from([StaffRole::BackOffice]),
-                ..InvitationRequest::default()
-            },
-        )
-        .await?;
-    let betty = ciam
-        .invitations()
-        .accept(
-            &Principal::Anonymous,
-            &betty.token.ok_or("no token")?,
-            Acceptance {
-                password: Some(password.clone()),
-                ..Acceptance::default()
-            },
-        )
-        .await?;
-    let betty = ciam.principals().for_identity(betty.identity.id).await?;
+    let betty = join_staff(
+        &ciam,
+        provider.id,
+        "betty.office@smartplan.example",
+        ("Betty", "Office"),
+        StaffRole::BackOffice,
+        &password,
+    )
+    .await?;
     let approved = ciam
         .registrations()
         .decide_registration(&betty, registration.id, RegistrationDecision::Approve)
