@@ -321,6 +321,11 @@ impl Ciam {
         Audit { ctx: &self.ctx }
     }
 
+    /// The initial user import (keep one for a whole file: it caches organizations and roles).
+    pub fn imports(&self) -> crate::imports::Imports<'_> {
+        crate::imports::Imports::new(&self.ctx)
+    }
+
     /// The organization as an authorization target: its id, kind and ancestors (what
     /// [`authorize`] needs to apply a grant to sub-organizations).
     pub async fn org_target(&self, org: &Organization) -> Result<OrgTarget, StoreError> {

@@ -279,6 +279,29 @@ pub enum EventKind {
         /// Codes left.
         remaining: usize,
     },
+    /// A chunk of the initial user import was written (one event per chunk, not per row).
+    UsersImported {
+        /// The chunk's number within its import run.
+        chunk: u64,
+        /// Identities created.
+        created: u32,
+        /// Existing identities added to an organization.
+        added_to_organization: u32,
+        /// The first line of the chunk written in one commit, if any.
+        first_line: Option<u64>,
+        /// Its last line.
+        last_line: Option<u64>,
+    },
+    /// Stored configuration changed (an SP registered, an identity provider connected, an API
+    /// key created or revoked, a webhook endpoint added): the audit trail of configuration.
+    SettingChanged {
+        /// What the setting configures.
+        setting: crate::settings::SettingKind,
+        /// Its key.
+        key: String,
+        /// Created, updated or removed.
+        change: crate::settings::SettingChange,
+    },
 }
 
 /// One domain event.

@@ -103,3 +103,7 @@ id_type!(
     /// Identifies a [`DomainEvent`](crate::events::DomainEvent); stable, for de-duplication downstream.
     EventId
 );
+id_type!(
+    /// Identifies a [`Setting`](crate::settings::Setting): one piece of stored configuration.
+    SettingId
+);

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod events;
 pub mod identities;
 pub mod ids;
+pub mod imports;
 pub mod invitations;
 pub mod login;
 mod messages;
@@ -19,6 +20,7 @@ pub mod registrations;
 pub mod secrets;
 pub mod services;
 pub mod sessions;
+pub mod settings;
 pub mod store;
 
 pub use crate::authz::{Action, Actor, Decision, DenyReason, Principal, authorize};

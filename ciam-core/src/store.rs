@@ -22,7 +22,7 @@ use crate::events::DomainEvent;
 use crate::identities::{Identity, Membership};
 use crate::ids::{
     BusinessRoleId, ContractId, CredentialId, EventId, IdentityId, InvitationId, JoinRequestId,
-    MembershipId, OrgRegistrationId, OrganizationId, ServiceId, SessionId,
+    MembershipId, OrgRegistrationId, OrganizationId, ServiceId, SessionId, SettingId,
 };
 use crate::invitations::{Invitation, InvitationStatus};
 use crate::organizations::{Contract, Organization};
@@ -30,6 +30,7 @@ use crate::registrations::{JoinRequest, OrgRegistration};
 use crate::secrets::TokenHash;
 use crate::services::{BusinessRole, Service};
 use crate::sessions::Session;
+use crate::settings::{Setting, SettingKind};
 
 /// What kind of storage failure happened. Driver errors never cross the port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,6 +140,8 @@ pub mod unique_fields {
     pub const SESSION_TOKEN: &str = "session_token";
     /// `(provider, subject)` of a federated link.
     pub const FEDERATED_LINK: &str = "federated_link";
+    /// `(Setting::kind, Setting::key)`.
+    pub const SETTING_KEY: &str = "setting_key";
 }
 
 /// One record of any kind, as written in a [`ChangeSet`].
@@ -167,6 +170,8 @@ pub enum Record {
     Credential(Credential),
     /// A session.
     Session(Session),
+    /// A piece of stored configuration.
+    Setting(Setting),
 }
 
 impl Record {
@@ -184,6 +189,7 @@ impl Record {
             Self::JoinRequest(r) => r.version,
             Self::Credential(r) => r.version,
             Self::Session(r) => r.version,
+            Self::Setting(r) => r.version,
         }
     }
 
@@ -201,6 +207,7 @@ impl Record {
             Self::JoinRequest(r) => r.version = version,
             Self::Credential(r) => r.version = version,
             Self::Session(r) => r.version = version,
+            Self::Setting(r) => r.version = version,
         }
     }
 
@@ -218,6 +225,7 @@ impl Record {
             Self::JoinRequest(r) => format!("join request {}", r.id),
             Self::Credential(r) => format!("credential {}", r.id),
             Self::Session(r) => format!("session {}", r.id),
+            Self::Setting(r) => format!("setting {} {}", r.kind.as_str(), r.key),
         }
     }
 }
@@ -230,6 +238,8 @@ pub enum RecordRef {
     Credential(CredentialId, u64),
     /// A session (pruned after expiry).
     Session(SessionId, u64),
+    /// A piece of stored configuration (an SP unregistered, an API key revoked).
+    Setting(SettingId, u64),
 }
 
 /// Everything one operation writes: committed entirely or not at all.
@@ -293,7 +303,8 @@ record_from!(
     OrgRegistration,
     JoinRequest,
     Credential,
-    Session
+    Session,
+    Setting
 );
 
 /// A page request for keyset pagination.
@@ -564,6 +575,18 @@ pub trait Store: Send + Sync {
     -> Result<Option<Session>, StoreError>;
     /// Sessions of an identity (live or not), newest first.
     async fn sessions_of_identity(&self, identity: IdentityId) -> Result<Vec<Session>, StoreError>;
+
+    // ----- settings -----
+
+    /// The setting of `kind` with `key`.
+    async fn setting(&self, kind: SettingKind, key: &str) -> Result<Option<Setting>, StoreError>;
+    /// Settings of `kind`, ordered by key: those of `organization` when given, every one of
+    /// that kind otherwise.
+    async fn settings(
+        &self,
+        kind: SettingKind,
+        organization: Option<OrganizationId>,
+    ) -> Result<Vec<Setting>, StoreError>;
 
     // ----- audit and outbox -----
 

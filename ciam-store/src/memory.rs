@@ -17,7 +17,7 @@ use ciam_core::events::DomainEvent;
 use ciam_core::identities::{Identity, Membership};
 use ciam_core::ids::{
     BusinessRoleId, ContractId, CredentialId, EventId, IdentityId, InvitationId, JoinRequestId,
-    MembershipId, OrgRegistrationId, OrganizationId, ServiceId, SessionId,
+    MembershipId, OrgRegistrationId, OrganizationId, ServiceId, SessionId, SettingId,
 };
 use ciam_core::invitations::{Invitation, InvitationStatus};
 use ciam_core::organizations::{Contract, Organization};
@@ -25,6 +25,7 @@ use ciam_core::registrations::{JoinRequest, OrgRegistration, RequestStatus};
 use ciam_core::secrets::TokenHash;
 use ciam_core::services::{BusinessRole, Service};
 use ciam_core::sessions::Session;
+use ciam_core::settings::{Setting, SettingKind};
 use ciam_core::store::{
     ChangeSet, EventQuery, IdempotencyRecord, Member, OutboxEntry, Page, PageRequest, Record,
     RecordRef, ReleaseOutcome, Store, StoreError, StoredEvent, unique_fields,
@@ -89,6 +90,7 @@ enum RecordKey {
     JoinRequest(JoinRequestId),
     Credential(CredentialId),
     Session(SessionId),
+    Setting(SettingId),
 }
 
 impl RecordKey {
@@ -105,6 +107,7 @@ impl RecordKey {
             Record::JoinRequest(r) => Self::JoinRequest(r.id),
             Record::Credential(r) => Self::Credential(r.id),
             Record::Session(r) => Self::Session(r.id),
+            Record::Setting(r) => Self::Setting(r.id),
         }
     }
 
@@ -112,6 +115,7 @@ impl RecordKey {
         match *record {
             RecordRef::Credential(id, version) => (Self::Credential(id), version),
             RecordRef::Session(id, version) => (Self::Session(id), version),
+            RecordRef::Setting(id, version) => (Self::Setting(id), version),
         }
     }
 
@@ -128,6 +132,7 @@ impl RecordKey {
             Self::JoinRequest(id) => format!("join request {id}"),
             Self::Credential(id) => format!("credential {id}"),
             Self::Session(id) => format!("session {id}"),
+            Self::Setting(id) => format!("setting {id}"),
         }
     }
 }
@@ -190,6 +195,10 @@ fn unique_keys(record: &Record) -> Vec<UniqueKey> {
                 ));
             }
         }
+        Record::Setting(setting) => keys.push((
+            unique_fields::SETTING_KEY,
+            format!("{}:{}", setting.kind.as_str(), setting.key),
+        )),
         Record::OrgRegistration(_) | Record::JoinRequest(_) => {}
     }
     keys
@@ -244,6 +253,7 @@ struct State {
     join_requests: BTreeMap<JoinRequestId, JoinRequest>,
     credentials: BTreeMap<CredentialId, Credential>,
     sessions: BTreeMap<SessionId, Session>,
+    settings: BTreeMap<SettingId, Setting>,
     /// Owner of every claimed unique value.
     unique: HashMap<UniqueKey, RecordKey>,
     /// The audit log, in sequence order.
@@ -274,6 +284,7 @@ impl State {
             RecordKey::JoinRequest(id) => self.join_requests.get(&id).cloned().map(Into::into),
             RecordKey::Credential(id) => self.credentials.get(&id).cloned().map(Into::into),
             RecordKey::Session(id) => self.sessions.get(&id).cloned().map(Into::into),
+            RecordKey::Setting(id) => self.settings.get(&id).cloned().map(Into::into),
         }
     }
 
@@ -290,6 +301,7 @@ impl State {
             RecordKey::JoinRequest(id) => self.join_requests.get(&id).map(|r| r.version),
             RecordKey::Credential(id) => self.credentials.get(&id).map(|r| r.version),
             RecordKey::Session(id) => self.sessions.get(&id).map(|r| r.version),
+            RecordKey::Setting(id) => self.settings.get(&id).map(|r| r.version),
         }
     }
 
@@ -328,6 +340,9 @@ impl State {
             Record::Session(r) => {
                 self.sessions.insert(r.id, r);
             }
+            Record::Setting(r) => {
+                self.settings.insert(r.id, r);
+            }
         }
     }
 
@@ -365,6 +380,9 @@ impl State {
             }
             RecordKey::Session(id) => {
                 self.sessions.remove(&id);
+            }
+            RecordKey::Setting(id) => {
+                self.settings.remove(&id);
             }
         }
     }
@@ -1000,6 +1018,35 @@ impl Store for MemoryStore {
             .cloned()
             .collect();
         items.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+        Ok(items)
+    }
+
+    async fn setting(&self, kind: SettingKind, key: &str) -> Result<Option<Setting>, StoreError> {
+        Ok(self
+            .lock()
+            .settings
+            .values()
+            .find(|setting| setting.kind == kind && setting.key == key)
+            .cloned())
+    }
+
+    async fn settings(
+        &self,
+        kind: SettingKind,
+        organization: Option<OrganizationId>,
+    ) -> Result<Vec<Setting>, StoreError> {
+        let mut items: Vec<Setting> = self
+            .lock()
+            .settings
+            .values()
+            .filter(|setting| {
+                setting.kind == kind
+                    && organization
+                        .is_none_or(|organization| setting.organization == Some(organization))
+            })
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(items)
     }
 

@@ -12,7 +12,7 @@ use ciam_core::events::{DomainEvent, EventKind};
 use ciam_core::identities::{Identity, IdentityStatus, Membership, MembershipStatus};
 use ciam_core::ids::{
     BusinessRoleId, ContractId, CredentialId, EventId, IdentityId, InvitationId, JoinRequestId,
-    MembershipId, OrgRegistrationId, OrganizationId, ServiceId, SessionId,
+    MembershipId, OrgRegistrationId, OrganizationId, ServiceId, SessionId, SettingId,
 };
 use ciam_core::invitations::{Invitation, InvitationKind, InvitationStatus};
 use ciam_core::organizations::{
@@ -22,6 +22,7 @@ use ciam_core::registrations::{Applicant, JoinRequest, OrgRegistration, RequestS
 use ciam_core::secrets::TokenHash;
 use ciam_core::services::{BusinessRole, Service};
 use ciam_core::sessions::{AuthMethod, Session};
+use ciam_core::settings::{Setting, SettingKind};
 
 use super::Fail;
 
@@ -311,6 +312,24 @@ impl Fixture {
             absolute_expires_at: created_at + TimeDelta::hours(12),
             revoked: None,
         }
+    }
+
+    /// A setting of `kind` with `key`, belonging to `organization`, with a small JSON body.
+    pub(crate) fn setting(
+        &self,
+        kind: SettingKind,
+        key: &str,
+        organization: Option<OrganizationId>,
+    ) -> Result<Setting, Fail> {
+        Setting::new(
+            SettingId::generate(&self.random),
+            kind,
+            key,
+            organization,
+            &serde_json::json!({ "key": key, "enabled": true, "urls": ["https://a.example/acs"] }),
+            t0(),
+        )
+        .map_err(|e| Fail(format!("bad test setting {key}: {e}")))
     }
 
     /// An event about `organization` and/or `identity` at `at`.

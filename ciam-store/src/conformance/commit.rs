@@ -37,6 +37,11 @@ pub(crate) async fn commit_inserts_every_record_kind(store: Arc<dyn Store>) -> O
     let join = f.join_request(org.id, "joiner@acme.example", at(0))?;
     let credential = f.password(person.id, at(0))?;
     let session = f.session(person.id, at(0));
+    let setting = f.setting(
+        ciam_core::settings::SettingKind::IdentityProvider,
+        "https://idp.acme.example",
+        Some(org.id),
+    )?;
     store
         .commit(put([
             org.clone().into(),
@@ -54,6 +59,7 @@ pub(crate) async fn commit_inserts_every_record_kind(store: Arc<dyn Store>) -> O
             join.clone().into(),
             credential.clone().into(),
             session.clone().into(),
+            setting.clone().into(),
         ]))
         .await?;
 
@@ -87,6 +93,7 @@ pub(crate) async fn commit_inserts_every_record_kind(store: Arc<dyn Store>) -> O
             .next()
     );
     read_back!(session, store.session_by_token(&session.token_hash).await?);
+    read_back!(setting, store.setting(setting.kind, &setting.key).await?);
     Ok(())
 }
 
@@ -689,6 +696,26 @@ pub(crate) async fn unique_session_token(store: Arc<dyn Store>) -> Outcome {
         vec![ann.into(), first.into()],
         vec![second.into()],
         unique_fields::SESSION_TOKEN,
+    )
+    .await
+}
+
+pub(crate) async fn unique_setting_key(store: Arc<dyn Store>) -> Outcome {
+    use ciam_core::settings::SettingKind;
+    let f = Fixture::new(22);
+    let first = f.setting(SettingKind::ServiceProvider, "https://app.example/sp", None)?;
+    // The same key under another kind is another setting.
+    let other_kind = f.setting(
+        SettingKind::IdentityProvider,
+        "https://app.example/sp",
+        None,
+    )?;
+    let clash = f.setting(SettingKind::ServiceProvider, "https://app.example/sp", None)?;
+    expect_unique(
+        &store,
+        vec![first.into(), other_kind.into()],
+        vec![clash.into()],
+        unique_fields::SETTING_KEY,
     )
     .await
 }

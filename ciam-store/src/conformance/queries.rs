@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use ciam_core::authz::Actor;
 use ciam_core::invitations::InvitationStatus;
 use ciam_core::registrations::RequestStatus;
-use ciam_core::store::{EventQuery, PageRequest, Store};
+use ciam_core::store::{ChangeSet, EventQuery, PageRequest, RecordRef, Store};
 
 use super::builders::{Fixture, at, domain, email, t0};
 use super::commit::put;
@@ -864,6 +864,123 @@ pub(crate) async fn credential_and_session_queries(store: Arc<dyn Store>) -> Out
             .collect::<Vec<_>>(),
         vec![s_new.id, s_mid.id, s_old.id],
         "sessions of an identity, live or not, newest first"
+    );
+    Ok(())
+}
+
+pub(crate) async fn setting_queries(store: Arc<dyn Store>) -> Outcome {
+    use ciam_core::settings::SettingKind;
+    let f = Fixture::new(42);
+    let acme = f.organization("Acme");
+    let beta = f.organization("Beta");
+    let acme_oidc = f.setting(
+        SettingKind::IdentityProvider,
+        "https://login.acme.example",
+        Some(acme.id),
+    )?;
+    let acme_saml = f.setting(
+        SettingKind::IdentityProvider,
+        "https://acme.example/saml",
+        Some(acme.id),
+    )?;
+    let beta_idp = f.setting(
+        SettingKind::IdentityProvider,
+        "https://beta.example",
+        Some(beta.id),
+    )?;
+    let google = f.setting(
+        SettingKind::IdentityProvider,
+        "https://accounts.google.com",
+        None,
+    )?;
+    let sp = f.setting(SettingKind::ServiceProvider, "https://app.example/sp", None)?;
+    store
+        .commit(put([
+            acme.clone().into(),
+            beta.clone().into(),
+            acme_oidc.clone().into(),
+            acme_saml.clone().into(),
+            beta_idp.clone().into(),
+            google.clone().into(),
+            sp.clone().into(),
+        ]))
+        .await?;
+    let keys = |items: Vec<ciam_core::settings::Setting>| {
+        items.into_iter().map(|s| s.key).collect::<Vec<_>>()
+    };
+    ensure_eq!(
+        keys(store.settings(SettingKind::IdentityProvider, None).await?),
+        vec![
+            "https://acme.example/saml".to_owned(),
+            "https://accounts.google.com".to_owned(),
+            "https://beta.example".to_owned(),
+            "https://login.acme.example".to_owned(),
+        ],
+        "every setting of a kind, ordered by key"
+    );
+    ensure_eq!(
+        keys(
+            store
+                .settings(SettingKind::IdentityProvider, Some(acme.id))
+                .await?
+        ),
+        vec![
+            "https://acme.example/saml".to_owned(),
+            "https://login.acme.example".to_owned(),
+        ],
+        "settings of one organization"
+    );
+    ensure_eq!(
+        keys(store.settings(SettingKind::ApiKey, None).await?),
+        Vec::<String>::new(),
+        "a kind with no settings"
+    );
+    ensure_eq!(
+        store
+            .setting(SettingKind::IdentityProvider, "https://app.example/sp")
+            .await?,
+        None,
+        "a key is looked up within its kind"
+    );
+    ensure_eq!(
+        store
+            .setting(SettingKind::ServiceProvider, "HTTPS://APP.EXAMPLE/SP")
+            .await?,
+        None,
+        "keys are compared exactly"
+    );
+
+    // Update and delete, version-checked.
+    let mut read = store
+        .setting(SettingKind::ServiceProvider, "https://app.example/sp")
+        .await?
+        .ok_or_else(|| super::Fail("setting not stored".to_owned()))?;
+    read.replace_body(&serde_json::json!({ "enabled": false }), at(5))
+        .map_err(|e| super::Fail(e.to_string()))?;
+    store.commit(put([read.clone().into()])).await?;
+    let updated = store
+        .setting(SettingKind::ServiceProvider, "https://app.example/sp")
+        .await?;
+    ensure_eq!(
+        updated.as_ref().map(|s| (s.version, s.body.clone())),
+        Some((2, serde_json::json!({ "enabled": false }))),
+        "setting after update"
+    );
+    let mut stale = ChangeSet::new();
+    stale.delete(RecordRef::Setting(sp.id, 1));
+    ensure!(
+        store.commit(stale).await.is_err(),
+        "deleting a setting with a stale version must fail"
+    );
+    let mut delete = ChangeSet::new();
+    delete.delete(RecordRef::Setting(sp.id, 2));
+    store.commit(delete).await?;
+    ensure_eq!(
+        store
+            .setting(SettingKind::ServiceProvider, "https://app.example/sp")
+            .await?,
+        None,
+        "setting after deletion"
     );
     Ok(())
 }

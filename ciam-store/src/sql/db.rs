@@ -455,6 +455,12 @@ const UNIQUE_INDEXES: &[(&str, &str, &str, &str)] = &[
         "uq_credentials_federated_link",
         unique_fields::FEDERATED_LINK,
     ),
+    (
+        "settings",
+        "kind",
+        "uq_settings_key",
+        unique_fields::SETTING_KEY,
+    ),
 ];
 
 /// The port's field for a unique violation, from SQLite's message

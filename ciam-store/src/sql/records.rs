@@ -277,6 +277,20 @@ pub(crate) fn row_of(record: &Record) -> Result<RowSpec, StoreError> {
                 ("created_at", v(ts(r.created_at))),
             ],
         },
+        Record::Setting(r) => RowSpec {
+            table: "settings",
+            id: r.id.to_string(),
+            data: to_json(r)?,
+            columns: vec![
+                ("kind", v(r.kind.as_str())),
+                ("key", v(r.key.clone())),
+                (
+                    "organization_id",
+                    v(r.organization.map(|id| id.to_string())),
+                ),
+                ("created_at", v(ts(r.created_at))),
+            ],
+        },
     };
     Ok(spec)
 }
@@ -295,6 +309,12 @@ pub(crate) fn deletion_of(record: &RecordRef) -> (&'static str, String, u64, Str
             id.to_string(),
             *version,
             format!("session {id}"),
+        ),
+        RecordRef::Setting(id, version) => (
+            "settings",
+            id.to_string(),
+            *version,
+            format!("setting {id}"),
         ),
     }
 }

@@ -16,6 +16,7 @@ use ciam_core::registrations::{JoinRequest, OrgRegistration};
 use ciam_core::secrets::TokenHash;
 use ciam_core::services::{BusinessRole, Service};
 use ciam_core::sessions::Session;
+use ciam_core::settings::{Setting, SettingKind};
 use ciam_core::store::{
     ChangeSet, EventQuery, IdempotencyRecord, Member, OutboxEntry, Page, PageRequest, Record,
     ReleaseOutcome, Store, StoreError, StoredEvent,
@@ -912,6 +913,39 @@ impl Store for SqlStore {
             args![identity.to_string()],
         )
         .await
+    }
+
+    // ----- settings -----
+
+    async fn setting(&self, kind: SettingKind, key: &str) -> Result<Option<Setting>, StoreError> {
+        self.one(
+            "SELECT data FROM settings WHERE kind = ? AND key = ?",
+            args![kind.as_str(), key],
+        )
+        .await
+    }
+
+    async fn settings(
+        &self,
+        kind: SettingKind,
+        organization: Option<OrganizationId>,
+    ) -> Result<Vec<Setting>, StoreError> {
+        match organization {
+            Some(organization) => {
+                self.many(
+                    "SELECT data FROM settings WHERE kind = ? AND organization_id = ? ORDER BY key",
+                    args![kind.as_str(), organization.to_string()],
+                )
+                .await
+            }
+            None => {
+                self.many(
+                    "SELECT data FROM settings WHERE kind = ? ORDER BY key",
+                    args![kind.as_str()],
+                )
+                .await
+            }
+        }
     }
 
     // ----- audit and outbox -----
