@@ -911,8 +911,8 @@ pub(crate) async fn setting_queries(store: Arc<dyn Store>) -> Outcome {
     ensure_eq!(
         keys(store.settings(SettingKind::IdentityProvider, None).await?),
         vec![
-            "https://acme.example/saml".to_owned(),
             "https://accounts.google.com".to_owned(),
+            "https://acme.example/saml".to_owned(),
             "https://beta.example".to_owned(),
             "https://login.acme.example".to_owned(),
         ],
