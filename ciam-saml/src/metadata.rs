@@ -31,6 +31,14 @@ pub enum MetadataError {
     /// An IdP without a single sign-on service on the Redirect binding.
     #[error("identity provider metadata has no http-redirect single sign-on service")]
     NoSingleSignOnService,
+    /// An endpoint location that is not an absolute `https` URL (plain `http` is accepted
+    /// only for loopback hosts, for development).
+    #[error("metadata endpoint {0:?} is not an https url")]
+    InvalidEndpoint(String),
+    /// The SP says it signs its requests (`AuthnRequestsSigned`) but lists no signing
+    /// certificate to verify them with.
+    #[error("service provider signs its requests but its metadata has no signing certificate")]
+    SignedRequestsWithoutCertificate,
 }
 
 /// A protocol endpoint from metadata.
@@ -124,19 +132,21 @@ pub(crate) fn read_role(text: &str, role: &'static str) -> Result<RoleDescriptor
         .filter_map(|n| {
             let binding = Binding::from_urn(n.attribute("Binding")?)?;
             let location = n.attribute("Location")?.trim().to_owned();
-            Some((
-                n.tag_name().name().to_owned(),
-                Endpoint {
-                    binding,
-                    location,
-                    index: n.attribute("index").and_then(|i| i.parse().ok()),
-                    is_default: n
-                        .attribute("isDefault")
-                        .is_some_and(|v| v == "true" || v == "1"),
-                },
-            ))
+            Some(check_location(&location).map(|()| {
+                (
+                    n.tag_name().name().to_owned(),
+                    Endpoint {
+                        binding,
+                        location,
+                        index: n.attribute("index").and_then(|i| i.parse().ok()),
+                        is_default: n
+                            .attribute("isDefault")
+                            .is_some_and(|v| v == "true" || v == "1"),
+                    },
+                )
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(RoleDescriptor {
         entity_id,
         signing,
@@ -146,6 +156,23 @@ pub(crate) fn read_role(text: &str, role: &'static str) -> Result<RoleDescriptor
         flag_b,
         endpoints,
     })
+}
+
+/// Accepts an absolute `https` URL, or `http` to a loopback host (development).
+fn check_location(location: &str) -> Result<(), MetadataError> {
+    let invalid = || MetadataError::InvalidEndpoint(location.chars().take(200).collect());
+    let url = url::Url::parse(location).map_err(|_| invalid())?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(host)) => host == "localhost" || host.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(invalid()),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(invalid()),
+    }
 }
 
 /// A `KeyDescriptor use="signing"` element.

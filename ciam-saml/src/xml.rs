@@ -97,6 +97,18 @@ pub(crate) fn decode_base64(encoded: &str) -> Result<Vec<u8>, DecodeFailure> {
         .map_err(|_| DecodeFailure::Malformed)
 }
 
+/// Encodes unpadded base64url.
+pub(crate) fn encode_base64_url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes unpadded base64url.
+pub(crate) fn decode_base64_url(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+}
+
 /// Base64 without line breaks.
 pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
@@ -214,15 +226,27 @@ pub(crate) fn post_form(
         })
         .unwrap_or_default();
     format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Signing in</title></head>\
-         <body onload=\"document.forms[0].submit()\">\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Signing in</title></head><body>\
          <form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"{field}\" value=\"{value}\"/>{relay}\
-         <noscript><button type=\"submit\">Continue</button></noscript>\
-         </form></body></html>\n",
+         <noscript><p>Your browser does not run scripts: continue to sign in.</p>\
+         <button type=\"submit\">Continue</button></noscript>\
+         </form><script>{POST_FORM_SCRIPT}</script></body></html>\n",
         action = escape(action),
         field = escape(field),
         value = escape(encoded),
+    )
+}
+
+/// The only script of the POST-binding page.
+pub(crate) const POST_FORM_SCRIPT: &str = "document.forms[0].submit()";
+
+/// The CSP source of [`POST_FORM_SCRIPT`]: `sha256-<base64>`.
+pub(crate) fn post_form_script_hash() -> String {
+    format!(
+        "sha256-{}",
+        encode_base64(&openssl::sha::sha256(POST_FORM_SCRIPT.as_bytes()))
     )
 }
 

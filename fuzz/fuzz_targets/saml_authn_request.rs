@@ -6,11 +6,10 @@ use std::io::Write;
 
 use base64::Engine;
 use chrono::{TimeZone, Utc};
+use ciam_saml::SigningKey;
 use ciam_saml::idp::{
     IdentityProvider, IdpConfig, InMemoryServiceProviderRegistry, KeyRing, ServiceProvider,
-    ServiceProviderRegistry,
 };
-use ciam_saml::SigningKey;
 use libfuzzer_sys::fuzz_target;
 
 const IDP_KEY: &str = include_str!("../../ciam-saml/tests/fixtures/idp.key");
@@ -22,7 +21,9 @@ const SP_METADATA: &str = "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SA
     Location=\"https://app.example.test/saml/acs\" index=\"0\"/></md:SPSSODescriptor></md:EntityDescriptor>";
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(key) = SigningKey::from_pem(IDP_KEY, IDP_CERT) else { return };
+    let Ok(key) = SigningKey::from_pem(IDP_KEY, IDP_CERT) else {
+        return;
+    };
     let idp = IdentityProvider::new(IdpConfig::new(
         "https://idp.smartplan.test/saml",
         "https://idp.smartplan.test/saml/sso",
@@ -31,16 +32,29 @@ fuzz_target!(|data: &[u8]| {
         b"fuzz-pairwise-secret".to_vec(),
     ));
     let registry = InMemoryServiceProviderRegistry::new();
-    let Ok(sp) = ServiceProvider::from_metadata(SP_METADATA) else { return };
-    let now = Utc.with_ymd_and_hms(2030, 5, 17, 9, 30, 0).single().unwrap_or_default();
+    let Ok(sp) = ServiceProvider::from_metadata(SP_METADATA) else {
+        return;
+    };
+    let now = Utc
+        .with_ymd_and_hms(2030, 5, 17, 9, 30, 0)
+        .single()
+        .unwrap_or_default();
     futures::executor::block_on(async {
-        let _ = registry.put(sp).await;
+        registry.put(sp);
         let b64 = base64::engine::general_purpose::STANDARD;
-        let _ = idp.receive_post(&registry, &b64.encode(data), Some("rs"), now).await;
+        let _ = idp
+            .receive_post(&registry, &b64.encode(data), Some("rs"), now)
+            .await;
         let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         let _ = enc.write_all(data);
         if let Ok(deflated) = enc.finish() {
-            let query = format!("SAMLRequest={}&RelayState=x", b64.encode(deflated).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D"));
+            let query = format!(
+                "SAMLRequest={}&RelayState=x",
+                b64.encode(deflated)
+                    .replace('+', "%2B")
+                    .replace('/', "%2F")
+                    .replace('=', "%3D")
+            );
             let _ = idp.receive_redirect(&registry, &query, now).await;
             let _ = idp.receive_logout_redirect(&registry, &query, now).await;
         }

@@ -7,9 +7,10 @@ use ciam_core::sessions::AuthMethod;
 use ciam_saml::SigningKey;
 use ciam_saml::idp::{
     IdentityProvider, IdpConfig, InMemoryServiceProviderRegistry, KeyRing, SamlResponse,
-    ServiceProvider, ServiceProviderRegistry, SignedInUser,
+    ServiceProvider, SignedInUser,
 };
 use ciam_saml::sp::{IdpConnection, SpConfig};
+use ciam_saml::testing;
 use uuid::Uuid;
 
 pub const IDP_ENTITY: &str = "https://idp.smartplan.test/saml";
@@ -80,7 +81,7 @@ pub fn registered_sp() -> ServiceProvider {
 
 pub async fn registry_with(sp: ServiceProvider) -> InMemoryServiceProviderRegistry {
     let registry = InMemoryServiceProviderRegistry::new();
-    registry.put(sp).await.unwrap();
+    registry.put(sp);
     registry
 }
 
@@ -131,4 +132,35 @@ pub async fn login_round_trip(sp: ServiceProvider) -> (String, SamlResponse) {
 pub fn b64(xml: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(xml.as_bytes())
+}
+
+/// A Redirect-binding query for `message`, signed with `signer` when given.
+pub fn redirect_query(
+    message: &str,
+    relay: Option<&str>,
+    signer: Option<&ciam_saml::SigningKey>,
+) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(message.as_bytes()).unwrap();
+    let deflated = enc.finish().unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(deflated);
+    let q = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let mut query = format!("SAMLRequest={}", q(&encoded));
+    if let Some(r) = relay {
+        query.push_str(&format!("&RelayState={}", q(r)));
+    }
+    if let Some(key) = signer {
+        query.push_str(&format!(
+            "&SigAlg={}",
+            q("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+        ));
+        let sig = testing::sign_raw(key, query.as_bytes()).unwrap();
+        query.push_str(&format!(
+            "&Signature={}",
+            q(&base64::engine::general_purpose::STANDARD.encode(sig))
+        ));
+    }
+    query
 }

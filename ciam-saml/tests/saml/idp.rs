@@ -2,43 +2,13 @@
 
 use ciam_core::sessions::AuthMethod;
 use ciam_saml::idp::{
-    InMemoryServiceProviderRegistry, IssueError, LogoutReply, RequestError, ServiceProvider,
-    ServiceProviderRegistry, authn_context,
+    InMemoryServiceProviderRegistry, IssueError, LogoutOutcome, LogoutReply, RequestError,
+    ServiceProvider, ServiceProviderRegistry, authn_context,
 };
 use ciam_saml::sp::{IdpConnection, InMemoryReplayCache, SpConfig};
 use ciam_saml::{Binding, NameIdFormat, testing};
 
 use crate::common::*;
-
-fn redirect_query(
-    message: &str,
-    relay: Option<&str>,
-    signer: Option<&ciam_saml::SigningKey>,
-) -> String {
-    use base64::Engine;
-    use std::io::Write;
-    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(message.as_bytes()).unwrap();
-    let deflated = enc.finish().unwrap();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(deflated);
-    let q = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let mut query = format!("SAMLRequest={}", q(&encoded));
-    if let Some(r) = relay {
-        query.push_str(&format!("&RelayState={}", q(r)));
-    }
-    if let Some(key) = signer {
-        query.push_str(&format!(
-            "&SigAlg={}",
-            q("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
-        ));
-        let sig = testing::sign_raw(key, query.as_bytes()).unwrap();
-        query.push_str(&format!(
-            "&Signature={}",
-            q(&base64::engine::general_purpose::STANDARD.encode(sig))
-        ));
-    }
-    query
-}
 
 fn authn_request_xml(issuer: &str, acs: Option<&str>, format: Option<&str>) -> String {
     let acs = acs
@@ -74,10 +44,10 @@ async fn the_registry_reads_sp_metadata() {
     );
     assert_eq!(sp.default_name_id_format, NameIdFormat::Persistent);
     let registry = InMemoryServiceProviderRegistry::new();
-    registry.put(sp.clone()).await.unwrap();
+    registry.put(sp.clone());
     assert_eq!(registry.get(SP_ENTITY).await.unwrap(), Some(sp));
-    assert_eq!(registry.list().await.unwrap().len(), 1);
-    assert!(registry.remove(SP_ENTITY).await.unwrap());
+    assert_eq!(registry.list().len(), 1);
+    assert!(registry.remove(SP_ENTITY));
     assert_eq!(registry.get(SP_ENTITY).await.unwrap(), None);
 }
 
@@ -344,10 +314,11 @@ async fn the_response_carries_every_required_element() {
     );
     assert_eq!(find(&doc, "Audience").text(), Some(SP_ENTITY));
     let authn = find(&doc, "AuthnStatement");
-    assert_eq!(
-        authn.attribute("SessionIndex"),
-        Some(user().session_id.to_string().as_str())
-    );
+    // The SessionIndex is sealed: present, and neither the session id nor the identity id.
+    let index = authn.attribute("SessionIndex").unwrap();
+    assert!(index.len() > 40, "{index}");
+    assert!(!index.contains(&user().session_id.to_string()));
+    assert!(!index.contains(&user().identity_id.to_string()));
     assert_eq!(
         authn.attribute("SessionNotOnOrAfter"),
         Some("2030-05-17T17:30:00Z")
@@ -477,7 +448,13 @@ async fn single_logout_is_verified_and_answered() {
     assert_eq!(request.name_id(), "abc");
     assert_eq!(request.session_indexes(), ["s-1".to_owned()]);
     let reply = idp()
-        .logout_response(&registered_sp(), &request, now(), &random())
+        .logout_response(
+            &registered_sp(),
+            &request,
+            &LogoutOutcome::default(),
+            now(),
+            &random(),
+        )
         .unwrap();
     let LogoutReply::Redirect(redirect) = reply else {
         panic!("expected redirect")

@@ -4,4 +4,6 @@
 mod common;
 mod idp;
 mod interop;
+mod sign_on;
 mod sp;
+mod world;

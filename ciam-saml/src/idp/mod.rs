@@ -22,6 +22,10 @@ use crate::metadata::{self, Endpoint, MetadataError};
 use crate::xml::{self, DecodeFailure, NS_ASSERTION, NS_PROTOCOL};
 use crate::{Binding, NameIdFormat, attributes};
 
+mod sign_on;
+
+pub use sign_on::{LogoutError, LogoutOutcome, SignOnError};
+
 // ---------------------------------------------------------------------------------------------
 // Service provider registry
 // ---------------------------------------------------------------------------------------------
@@ -71,6 +75,9 @@ impl ServiceProvider {
         if acs.is_empty() {
             return Err(MetadataError::NoAssertionConsumerService);
         }
+        if role.flag_a && role.signing.is_empty() {
+            return Err(MetadataError::SignedRequestsWithoutCertificate);
+        }
         let slo = role
             .endpoints
             .iter()
@@ -116,20 +123,17 @@ pub enum RegistryError {
     Unavailable(String),
 }
 
-/// Where registered service providers are kept.
+/// Where the IdP finds registered service providers, per request.
+///
+/// `ServiceProviderRegistrations` keeps them in the core `Store` (the production choice);
+/// [`InMemoryServiceProviderRegistry`] is for tests and single-process tools.
 #[async_trait]
 pub trait ServiceProviderRegistry: Send + Sync {
     /// The SP with this entity id, if registered.
     async fn get(&self, entity_id: &str) -> Result<Option<ServiceProvider>, RegistryError>;
-    /// Registers or replaces an SP.
-    async fn put(&self, sp: ServiceProvider) -> Result<(), RegistryError>;
-    /// Removes an SP; `true` if it was registered.
-    async fn remove(&self, entity_id: &str) -> Result<bool, RegistryError>;
-    /// All registered SPs, by entity id.
-    async fn list(&self) -> Result<Vec<ServiceProvider>, RegistryError>;
 }
 
-/// An in-memory [`ServiceProviderRegistry`].
+/// An in-memory [`ServiceProviderRegistry`] (tests, tools; not shared between processes).
 #[derive(Debug, Default)]
 pub struct InMemoryServiceProviderRegistry {
     sps: RwLock<HashMap<String, ServiceProvider>>,
@@ -140,6 +144,26 @@ impl InMemoryServiceProviderRegistry {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Registers or replaces an SP.
+    pub fn put(&self, sp: ServiceProvider) {
+        let mut sps = self.sps.write().unwrap_or_else(|p| p.into_inner());
+        sps.insert(sp.entity_id.clone(), sp);
+    }
+
+    /// Removes an SP; `true` if it was registered.
+    pub fn remove(&self, entity_id: &str) -> bool {
+        let mut sps = self.sps.write().unwrap_or_else(|p| p.into_inner());
+        sps.remove(entity_id).is_some()
+    }
+
+    /// All registered SPs, by entity id.
+    pub fn list(&self) -> Vec<ServiceProvider> {
+        let sps = self.sps.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = sps.values().cloned().collect();
+        all.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
+        all
+    }
 }
 
 #[async_trait]
@@ -147,24 +171,6 @@ impl ServiceProviderRegistry for InMemoryServiceProviderRegistry {
     async fn get(&self, entity_id: &str) -> Result<Option<ServiceProvider>, RegistryError> {
         let sps = self.sps.read().unwrap_or_else(|p| p.into_inner());
         Ok(sps.get(entity_id).cloned())
-    }
-
-    async fn put(&self, sp: ServiceProvider) -> Result<(), RegistryError> {
-        let mut sps = self.sps.write().unwrap_or_else(|p| p.into_inner());
-        sps.insert(sp.entity_id.clone(), sp);
-        Ok(())
-    }
-
-    async fn remove(&self, entity_id: &str) -> Result<bool, RegistryError> {
-        let mut sps = self.sps.write().unwrap_or_else(|p| p.into_inner());
-        Ok(sps.remove(entity_id).is_some())
-    }
-
-    async fn list(&self) -> Result<Vec<ServiceProvider>, RegistryError> {
-        let sps = self.sps.read().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = sps.values().cloned().collect();
-        all.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
-        Ok(all)
     }
 }
 
@@ -316,6 +322,18 @@ pub enum RequestError {
     Registry(#[from] RegistryError),
 }
 
+impl RequestError {
+    /// The error response the spec says to send back to the SP for this refusal, if any
+    /// (only when the requester and its ACS are known and registered); otherwise show an
+    /// error page and send nothing to the SP.
+    pub fn error_reply(&self) -> Option<&ErrorReply> {
+        match self {
+            Self::UnsupportedNameIdFormat(reply) => Some(reply),
+            _ => None,
+        }
+    }
+}
+
 impl From<DecodeFailure> for RequestError {
     fn from(value: DecodeFailure) -> Self {
         match value {
@@ -326,9 +344,45 @@ impl From<DecodeFailure> for RequestError {
     }
 }
 
-/// Where a SAML error status may be sent for a refused request (its ACS is registered).
+/// The SAML status of an error response sent back to an SP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorStatus {
+    /// The requested NameID format is not issued (`Requester` / `InvalidNameIDPolicy`).
+    InvalidNameIdPolicy,
+    /// `IsPassive` was asked and the user is not signed in (`Responder` / `NoPassive`).
+    NoPassive,
+    /// The user may not use this SP, e.g. no contract covers its service
+    /// (`Responder` / `RequestDenied`).
+    RequestDenied,
+    /// The user could not be authenticated (`Responder` / `AuthnFailed`).
+    AuthnFailed,
+}
+
+impl ErrorStatus {
+    /// The top-level and second-level status code URNs.
+    pub fn codes(self) -> (&'static str, &'static str) {
+        const REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
+        const RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
+        match self {
+            Self::InvalidNameIdPolicy => (
+                REQUESTER,
+                "urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy",
+            ),
+            Self::NoPassive => (RESPONDER, "urn:oasis:names:tc:SAML:2.0:status:NoPassive"),
+            Self::RequestDenied => (
+                RESPONDER,
+                "urn:oasis:names:tc:SAML:2.0:status:RequestDenied",
+            ),
+            Self::AuthnFailed => (RESPONDER, "urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"),
+        }
+    }
+}
+
+/// Where a SAML error status may be sent for a refused request (its ACS is registered), and
+/// which status; [`IdentityProvider::error_response`] turns it into a signed response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErrorReply {
+    status: ErrorStatus,
     sp_entity_id: String,
     acs_url: String,
     in_response_to: String,
@@ -380,6 +434,18 @@ impl AuthnRequest {
     /// Whether the request carried a verified signature.
     pub fn was_signed(&self) -> bool {
         self.signed
+    }
+    /// Where and how to refuse this request with a SAML error status (for example
+    /// [`ErrorStatus::NoPassive`] when `IsPassive` is set and nobody is signed in, or
+    /// [`ErrorStatus::RequestDenied`] when the user has no access to the SP's service).
+    pub fn refusal(&self, status: ErrorStatus) -> ErrorReply {
+        ErrorReply {
+            status,
+            sp_entity_id: self.sp_entity_id.clone(),
+            acs_url: self.acs_url.clone(),
+            in_response_to: self.id.clone(),
+            relay_state: self.relay_state.clone(),
+        }
     }
 }
 
@@ -582,13 +648,32 @@ impl SamlResponse {
     pub fn relay_state(&self) -> Option<&str> {
         self.relay_state.as_deref()
     }
-    /// An HTML page whose form posts the message to the destination by itself.
+    /// An HTML page whose form posts the message (and the `RelayState`) to the destination.
+    ///
+    /// It submits itself with one small inline script, allowed by a CSP hash rather than a
+    /// nonce (the script never changes, so there is nothing to thread through templates):
+    /// serve the page with [`SamlResponse::content_security_policy`] as its
+    /// `Content-Security-Policy` header. Without JavaScript a "Continue" button appears
+    /// (`<noscript>`).
     pub fn post_form(&self) -> String {
         xml::post_form(
             &self.destination,
             self.field,
             &self.encoded(),
             self.relay_state.as_deref(),
+        )
+    }
+
+    /// The `Content-Security-Policy` for [`SamlResponse::post_form`]: nothing loads, only the
+    /// submit script runs (by hash), and the form may post only to the destination's origin.
+    pub fn content_security_policy(&self) -> String {
+        let origin = url::Url::parse(&self.destination)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| "'none'".to_owned());
+        format!(
+            "default-src 'none'; script-src '{}'; style-src 'unsafe-inline'; \
+             form-action {origin}; base-uri 'none'; frame-ancestors 'none'",
+            xml::post_form_script_hash()
         )
     }
 }
@@ -701,6 +786,7 @@ impl IdentityProvider {
             Some(_) => {
                 return Err(RequestError::UnsupportedNameIdFormat(Box::new(
                     ErrorReply {
+                        status: ErrorStatus::InvalidNameIdPolicy,
                         sp_entity_id: sp.entity_id.clone(),
                         acs_url,
                         in_response_to: id,
@@ -795,6 +881,78 @@ impl IdentityProvider {
         }
     }
 
+    /// The `SessionIndex` issued to an SP: identity and session ids sealed with AES-256-GCM
+    /// under a key derived from the pairwise secret, bound to the SP's entity id. The SP learns
+    /// nothing about the person (no identity id crosses SPs), and a `LogoutRequest` names the
+    /// session without needing the browser's cookie.
+    fn seal_session_index(
+        &self,
+        sp_entity_id: &str,
+        identity: &IdentityId,
+        session: &SessionId,
+        random: &dyn RandomSource,
+    ) -> Result<String, IssueError> {
+        let mut plain = [0u8; 32];
+        plain[..16].copy_from_slice(identity.as_uuid().as_bytes());
+        plain[16..].copy_from_slice(session.as_uuid().as_bytes());
+        let mut nonce = [0u8; 12];
+        random.fill(&mut nonce);
+        let mut tag = [0u8; 16];
+        let sealed = openssl::symm::encrypt_aead(
+            openssl::symm::Cipher::aes_256_gcm(),
+            &self.session_index_key(),
+            Some(&nonce),
+            sp_entity_id.as_bytes(),
+            &plain,
+            &mut tag,
+        )
+        .map_err(|_| IssueError::Signing)?;
+        let mut out = Vec::with_capacity(60);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out.extend_from_slice(&tag);
+        Ok(format!("s{}", xml::encode_base64_url(&out)))
+    }
+
+    /// Opens a `SessionIndex` issued to `sp_entity_id`: `(identity, session)`, or `None` when
+    /// it was not issued by this IdP to that SP.
+    pub(crate) fn open_session_index(
+        &self,
+        sp_entity_id: &str,
+        index: &str,
+    ) -> Option<(IdentityId, SessionId)> {
+        let raw = xml::decode_base64_url(index.strip_prefix('s')?)?;
+        if raw.len() != 60 {
+            return None;
+        }
+        let (nonce, rest) = raw.split_at(12);
+        let (sealed, tag) = rest.split_at(32);
+        let plain = openssl::symm::decrypt_aead(
+            openssl::symm::Cipher::aes_256_gcm(),
+            &self.session_index_key(),
+            Some(nonce),
+            sp_entity_id.as_bytes(),
+            sealed,
+            tag,
+        )
+        .ok()?;
+        let identity = uuid::Uuid::from_slice(plain.get(..16)?).ok()?;
+        let session = uuid::Uuid::from_slice(plain.get(16..32)?).ok()?;
+        Some((
+            IdentityId::from_uuid(identity),
+            SessionId::from_uuid(session),
+        ))
+    }
+
+    fn session_index_key(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.config.pairwise_secret) {
+            mac.update(b"ciam-saml session index v1");
+            key.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        key
+    }
+
     /// The pairwise pseudonym of an identity at an SP.
     pub fn pairwise_id(&self, sp_entity_id: &str, identity: &IdentityId) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.config.pairwise_secret) {
@@ -858,8 +1016,8 @@ impl IdentityProvider {
         )
     }
 
-    /// A signed error response (for example `InvalidNameIDPolicy`) to a refused request whose
-    /// ACS is registered.
+    /// A signed error response (status from [`ErrorReply`], for example
+    /// `InvalidNameIDPolicy`) to a refused request whose ACS is registered.
     pub fn error_response(
         &self,
         reply: &ErrorReply,
@@ -867,9 +1025,11 @@ impl IdentityProvider {
         random: &dyn RandomSource,
     ) -> Result<SamlResponse, IssueError> {
         let id = new_id(random);
-        let status = "<samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Requester\">\
-             <samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy\"/>\
-             </samlp:StatusCode></samlp:Status>";
+        let (top, second) = reply.status.codes();
+        let status = format!(
+            "<samlp:Status><samlp:StatusCode Value=\"{top}\">\
+             <samlp:StatusCode Value=\"{second}\"/></samlp:StatusCode></samlp:Status>"
+        );
         let key = self.config.keys.active();
         let xml = format!(
             "<samlp:Response xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" ID=\"{id}\" \
@@ -920,6 +1080,8 @@ impl IdentityProvider {
             .map(|irt| format!(" InResponseTo=\"{}\"", ea(irt)))
             .unwrap_or_default();
         let name_id = self.name_id_for(&sp.entity_id, user, format);
+        let session_index =
+            self.seal_session_index(&sp.entity_id, &user.identity_id, &user.session_id, random)?;
         let mut attrs = String::new();
         let mut attribute = |name: &str, values: &[&str]| {
             if values.is_empty() {
@@ -982,7 +1144,7 @@ impl IdentityProvider {
             nb = xml::instant(now - self.config.skew.min(Duration::seconds(60))),
             acs = ea(acs_url),
             authn = xml::instant(user.authenticated_at),
-            session = ea(&user.session_id.to_string()),
+            session = ea(&session_index),
             session_end = xml::instant(user.session_expires_at),
             context = authn_context_for(&user.auth_methods),
         );
@@ -1151,12 +1313,15 @@ impl IdentityProvider {
         })
     }
 
-    /// The signed `LogoutResponse` (status success) to a checked logout request, on the SP's
-    /// Redirect SLO endpoint (detached RSA-SHA256 signature) when it has one; POST otherwise.
+    /// The signed `LogoutResponse` to a checked logout request, on the SP's Redirect SLO
+    /// endpoint (detached RSA-SHA256 signature) when it has one; POST otherwise. The status is
+    /// `Success`, with the second-level `PartialLogout` when [`LogoutOutcome::partial`] (some
+    /// session named could not be identified, see [`IdentityProvider::end_sessions`]).
     pub fn logout_response(
         &self,
         sp: &ServiceProvider,
         request: &LogoutRequest,
+        outcome: &LogoutOutcome,
         now: DateTime<Utc>,
         random: &dyn RandomSource,
     ) -> Result<LogoutReply, IssueError> {
@@ -1176,13 +1341,18 @@ impl IdentityProvider {
                 "<samlp:LogoutResponse xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" \
                  ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{now}\" Destination=\"{dest}\" \
                  InResponseTo=\"{irt}\"><saml:Issuer>{issuer}</saml:Issuer>{sig}\
-                 <samlp:Status><samlp:StatusCode Value=\"{success}\"/></samlp:Status>\
-                 </samlp:LogoutResponse>",
+                 <samlp:Status><samlp:StatusCode Value=\"{success}\">{partial}</samlp:StatusCode>\
+                 </samlp:Status></samlp:LogoutResponse>",
                 now = xml::instant(now),
                 dest = xml::escape(&endpoint.location),
                 irt = xml::escape(&request.id),
                 issuer = xml::escape(&self.config.entity_id),
                 success = xml::STATUS_SUCCESS,
+                partial = if outcome.partial {
+                    "<samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:PartialLogout\"/>"
+                } else {
+                    ""
+                },
             )
         };
         match endpoint.binding {
