@@ -22,8 +22,13 @@ use crate::metadata::{self, Endpoint, MetadataError};
 use crate::xml::{self, DecodeFailure, NS_ASSERTION, NS_PROTOCOL};
 use crate::{Binding, NameIdFormat, attributes};
 
+mod registrations;
 mod sign_on;
 
+pub use registrations::{
+    RegisteredServiceProvider, RegistrationError, ServiceProviderOptions,
+    ServiceProviderRegistrations,
+};
 pub use sign_on::{LogoutError, LogoutOutcome, SignOnError};
 
 // ---------------------------------------------------------------------------------------------
@@ -125,7 +130,7 @@ pub enum RegistryError {
 
 /// Where the IdP finds registered service providers, per request.
 ///
-/// `ServiceProviderRegistrations` keeps them in the core `Store` (the production choice);
+/// [`ServiceProviderRegistrations`] keeps them in the core `Store` (the production choice);
 /// [`InMemoryServiceProviderRegistry`] is for tests and single-process tools.
 #[async_trait]
 pub trait ServiceProviderRegistry: Send + Sync {

@@ -301,6 +301,7 @@ impl VerifiedAssertion {
             "mail",
             "urn:oid:0.9.2342.19200300.100.1.3",
             "emailAddress",
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
         ]
         .iter()
         .find_map(|n| self.attribute(n))
@@ -339,10 +340,20 @@ impl SpConfig {
         now: DateTime<Utc>,
         random: &dyn RandomSource,
     ) -> Result<OutgoingAuthnRequest, AuthnRequestError> {
+        self.authn_request_with_id(idp, new_id(random), relay_state, now)
+    }
+
+    /// [`SpConfig::authn_request`] with a given request id.
+    pub(crate) fn authn_request_with_id(
+        &self,
+        idp: &IdpConnection,
+        id: String,
+        relay_state: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<OutgoingAuthnRequest, AuthnRequestError> {
         if idp.want_authn_requests_signed && self.signing_key.is_none() {
             return Err(AuthnRequestError::SigningKeyRequired);
         }
-        let id = new_id(random);
         let message = format!(
             "<samlp:AuthnRequest xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" \
              ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{now}\" Destination=\"{dest}\" \

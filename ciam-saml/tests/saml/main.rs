@@ -4,6 +4,7 @@
 mod common;
 mod idp;
 mod interop;
+mod registrations;
 mod sign_on;
 mod sp;
 mod world;

@@ -21,10 +21,6 @@ pub const APP: &str = "smartplan-app";
 pub struct World {
     pub ciam: Ciam,
     pub store: Arc<dyn Store>,
-    #[expect(
-        dead_code,
-        reason = "TEMP: the registrations tests use it once settings land"
-    )]
     pub admin: Principal,
     pub city_group: OrganizationId,
 }
