@@ -133,6 +133,46 @@ async fn a_lead_registers_and_the_crm_hears_the_lead_id() {
 }
 
 #[tokio::test]
+async fn back_office_refuses_a_held_invitation_without_sending_it() {
+    let world = World::new().await;
+    let ciam = &world.ciam;
+    let city = world.city_group().await;
+    let held = ciam
+        .invitations()
+        .invite(&world.scott, city.id, lead("pat.private@gmail.com", "LEAD-9"))
+        .await
+        .unwrap();
+    assert_eq!(held.invitation.status, InvitationStatus::HeldForReview);
+    // Refusing is back office's decision: the account manager who invited may not.
+    assert!(matches!(
+        ciam.invitations()
+            .refuse(&world.scott, held.invitation.id)
+            .await,
+        Err(InvitationError::Denied(_))
+    ));
+    let refused = ciam
+        .invitations()
+        .refuse(&world.back_office, held.invitation.id)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, InvitationStatus::Revoked);
+    assert!(world.mail.latest_to("pat.private@gmail.com").is_none());
+    // Final: neither released nor refused again.
+    assert!(matches!(
+        ciam.invitations()
+            .release(&world.back_office, held.invitation.id)
+            .await,
+        Err(InvitationError::NotUsable(InvitationStatus::Revoked))
+    ));
+    assert!(matches!(
+        ciam.invitations()
+            .refuse(&world.back_office, held.invitation.id)
+            .await,
+        Err(InvitationError::NotUsable(InvitationStatus::Revoked))
+    ));
+}
+
+#[tokio::test]
 async fn webmail_policy_can_refuse_or_allow() {
     use ciam_core::{Ciam, Policy, WebmailPolicy};
     for (policy, expect_refused) in [(WebmailPolicy::Refuse, true), (WebmailPolicy::Allow, false)] {

@@ -928,6 +928,23 @@ impl Invitations<'_> {
             .await
     }
 
+    /// Refuses an invitation held for review (back office): it is revoked without ever being
+    /// sent. Only held invitations can be refused; a sent one is revoked with [`Self::revoke`].
+    pub async fn refuse(
+        &self,
+        principal: &Principal,
+        id: InvitationId,
+    ) -> Result<Invitation, InvitationError> {
+        let (invitation, org) = self
+            .load_for_admin(principal, id, Action::ReviewHeldInvitation)
+            .await?;
+        if invitation.status != InvitationStatus::HeldForReview {
+            return Err(InvitationError::NotUsable(invitation.status));
+        }
+        self.transition(principal, invitation, &org, InvitationTransition::Revoke)
+            .await
+    }
+
     /// Releases an invitation held for review and sends it (back office).
     pub async fn release(
         &self,
