@@ -13,16 +13,16 @@ use ciam_core::{FixedClock, SeededRandom};
 use ciam_saml::SigningKey;
 use ciam_saml::idp::{
     IdentityProvider, IdpConfig, InMemoryServiceProviderRegistry, KeyRing, ServiceProvider,
-    ServiceProviderRegistry, SignedInUser,
+    SignedInUser,
 };
 use smartplan_app::{AppConfig, AppState, app};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-const BASE: &str = "http://app.smartplan.test";
-const IDP_ENTITY: &str = "http://idp.smartplan.test/saml/metadata";
-const IDP_SSO: &str = "http://idp.smartplan.test/saml/sso";
-const IDP_SLO: &str = "http://idp.smartplan.test/saml/slo";
+const BASE: &str = "http://127.0.0.1:8081";
+const IDP_ENTITY: &str = "http://127.0.0.1:8080/saml/metadata";
+const IDP_SSO: &str = "http://127.0.0.1:8080/saml/sso";
+const IDP_SLO: &str = "http://127.0.0.1:8080/saml/slo";
 
 fn fixture(name: &str) -> String {
     let path = format!(
@@ -89,7 +89,7 @@ async fn world_with(allow_idp_initiated: bool) -> World {
     sp.allow_idp_initiated = true;
     sp.service_key = Some("smartplan-app".into());
     let registry = InMemoryServiceProviderRegistry::new();
-    registry.put(sp.clone()).await.unwrap();
+    registry.put(sp.clone());
     World {
         idp,
         registry,
