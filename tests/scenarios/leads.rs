@@ -139,7 +139,11 @@ async fn back_office_refuses_a_held_invitation_without_sending_it() {
     let city = world.city_group().await;
     let held = ciam
         .invitations()
-        .invite(&world.scott, city.id, lead("pat.private@gmail.com", "LEAD-9"))
+        .invite(
+            &world.scott,
+            city.id,
+            lead("pat.private@gmail.com", "LEAD-9"),
+        )
         .await
         .unwrap();
     assert_eq!(held.invitation.status, InvitationStatus::HeldForReview);
