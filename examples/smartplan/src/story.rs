@@ -22,7 +22,8 @@ use ciam_core::store::{EventQuery, Store};
 use ciam_core::{Ciam, Policy, Principal};
 use ciam_store::SqlStore;
 
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
+/// The result of the story walk.
+pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 fn step(number: u32, text: &str) {
     println!("\n{number:>2}. {text}");
@@ -85,7 +86,8 @@ async fn join_staff(
     Ok(ciam.principals().for_identity(accepted.identity.id).await?)
 }
 
-/// Walks the story and prints each step.
+/// Walks the story through the façade on a fresh SQLite database in `data_dir` and prints
+/// each step (`smartplan story`).
 pub async fn run(data_dir: &Path) -> Result<()> {
     // A fresh embedded SQLite database each run, so that the story can be walked again.
     std::fs::create_dir_all(data_dir)?;

@@ -1,0 +1,10 @@
+//! The back office for SmartPlan staff.
+
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The routes of this area.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}

@@ -1,0 +1,137 @@
+//! `smartplan demo`: SQLite in a data directory, keys created on first run, the cast seeded
+//! (idempotently), the dev mailbox and SMS outbox, the server on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ciam_core::clock::{OsRandom, RandomSource, SystemClock};
+use ciam_saml::idp::InMemoryServiceProviderRegistry;
+use ciam_store::SqlStore;
+use url::Url;
+
+use crate::config::{Config, ServerSecret};
+use crate::demo::{self, SeedOptions};
+use crate::state::{Assembly, Delivery, assemble};
+
+/// Options of `smartplan demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the database, keys and secret are kept (kept between runs).
+    #[arg(long, default_value = "smartplan-data")]
+    pub data_dir: PathBuf,
+    /// Where the server listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key file.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyFileError),
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] ciam_core::StoreError),
+    /// Assembling the state.
+    #[error(transparent)]
+    Assemble(#[from] crate::state::AssembleError),
+    /// Seeding the cast.
+    #[error(transparent)]
+    Seed(#[from] demo::SeedError),
+    /// Serving.
+    #[error(transparent)]
+    Serve(#[from] super::server::ServeError),
+    /// The listen address does not make a base URL.
+    #[error("cannot make a base URL from {0}")]
+    BaseUrl(SocketAddr),
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
+    super::init_tracing();
+    let data_dir = &args.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| DemoError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let random: Arc<dyn RandomSource> = Arc::new(OsRandom);
+    let secret_hex =
+        crate::keys::ensure_secret_file(&data_dir.join("secret.key"), random.as_ref())?;
+    let secret =
+        ServerSecret::from_hex(&secret_hex).ok_or_else(|| crate::keys::KeyFileError::Invalid {
+            path: data_dir.join("secret.key").display().to_string(),
+            reason: "expected 64 hexadecimal characters".into(),
+        })?;
+    let saml_key = crate::keys::ensure_signing_key(
+        &data_dir.join("saml-idp.key.pem"),
+        &data_dir.join("saml-idp.crt.pem"),
+        "SmartPlan demo IdP",
+        random.as_ref(),
+    )?;
+    let database = data_dir.join("smartplan.db");
+    let database_url = format!("sqlite://{}", database.display());
+    let store = Arc::new(SqlStore::open(&database_url).await?);
+    let base = Url::parse(&format!("http://{}", args.listen))
+        .map_err(|_| DemoError::BaseUrl(args.listen))?;
+    let mut config = Config::new(base, database_url, secret);
+    config.listen = args.listen;
+    config.demo = true;
+    let state = assemble(Assembly {
+        config,
+        store,
+        clock: Arc::new(SystemClock),
+        random,
+        saml_key,
+        saml_registry: Arc::new(InMemoryServiceProviderRegistry::new()),
+        delivery: Delivery::Dev,
+    })?;
+    let mailbox = state
+        .dev_mailbox
+        .clone()
+        .unwrap_or_else(|| Arc::new(ciam_core::delivery::DevMailbox::default()));
+    demo::seed(&state.ciam, &mailbox, SeedOptions::default()).await?;
+
+    let listener = super::server::bind(args.listen).await?;
+    let base = state.config.base_url();
+    println!(
+        "SmartPlan demo is running (data in {}).",
+        data_dir.display()
+    );
+    println!();
+    println!("  Sign in:        {base}/signin");
+    println!("  Dev mailbox:    {base}/dev/mail");
+    println!("  SMS outbox:     {base}/dev/sms");
+    println!("  Back office:    {base}/backoffice");
+    println!("  API document:   {base}/api/openapi.json");
+    println!();
+    println!("  Demo sign-ins (password {}):", demo::DEMO_PASSWORD);
+    println!("    Scott Long, account manager   {}", demo::SCOTT);
+    println!("    Betty Office, back office     {}", demo::BETTY);
+    println!("    Karl Kearnes (after approval) {}", demo::KARL);
+    println!();
+    println!(
+        "  The story: sign in as Scott, invite Jeremy Mills ({}) as City Group's",
+        demo::JEREMY
+    );
+    println!("  contact person, then open the invitation from the dev mailbox.");
+    println!();
+    println!("Press Ctrl-C to stop.");
+    super::server::serve(
+        listener,
+        crate::app(state),
+        super::server::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}

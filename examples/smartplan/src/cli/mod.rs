@@ -1,0 +1,79 @@
+//! The command line: `smartplan demo | serve | story | migrate | api-key | webhook | saml`.
+//! Each subcommand has its own module; [`main`] parses and dispatches.
+
+pub mod demo;
+pub mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// SmartPlan: the reference server of ciam-rs.
+#[derive(Debug, Parser)]
+#[command(name = "smartplan", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the demo: SQLite in a data directory, the cast seeded, dev mailbox and SMS outbox.
+    Demo(demo::DemoArgs),
+    /// Walk the SmartPlan story through the library and print each step (no web server).
+    Story {
+        /// Where the story's SQLite database goes (created afresh each run).
+        #[arg(long, default_value = "smartplan-data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("smartplan: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Demo(args) => report(demo::run(args).await),
+        Command::Story { data_dir } => match crate::story::run(&data_dir).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("smartplan: the story stopped: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("smartplan: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs the log subscriber (`RUST_LOG`, default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}

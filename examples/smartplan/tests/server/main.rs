@@ -1,0 +1,14 @@
+//! The SmartPlan server's integration tests: router tests with `tower::ServiceExt::oneshot`
+//! on `smartplan::app(state)`, one module per area. `support` builds the state and carries
+//! cookies and CSRF tokens between requests.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a failed expectation is a failed test"
+)]
+
+mod support;
+
+mod skeleton;
