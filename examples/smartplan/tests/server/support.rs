@@ -112,6 +112,11 @@ impl TestApp {
         self.cast.as_ref().expect("the cast is seeded")
     }
 
+    /// The fixed clock's time.
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        ciam_core::Clock::now(self.clock.as_ref())
+    }
+
     /// A client without cookies.
     pub fn client(&self) -> Client {
         Client::new(self)
