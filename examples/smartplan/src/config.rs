@@ -13,7 +13,7 @@ use url::Url;
 
 mod loading;
 
-pub use loading::{ConfigError, ConfigSource, ENV_PREFIX};
+pub use loading::{ConfigError, ConfigSource, ENV_PREFIX, env_name};
 
 /// The 256-bit server secret (hex in configuration). It seals login attempts, TOTP secrets,
 /// reset links and webhook secrets at rest, and keys the CSRF and flash-cookie MACs.

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod state;
 pub mod story;
 pub mod web;
+pub mod webhooks;
 
 // Page modules (one per area of the site).
 pub mod account;

@@ -1,7 +1,9 @@
 //! The command line: `smartplan demo | serve | story | migrate | api-key | webhook | saml`.
 //! Each subcommand has its own module; [`main`] parses and dispatches.
 
+pub mod admin;
 pub mod demo;
+pub mod serve;
 pub mod server;
 
 use std::path::PathBuf;
@@ -23,6 +25,29 @@ pub struct Cli {
 pub enum Command {
     /// Run the demo: SQLite in a data directory, the cast seeded, dev mailbox and SMS outbox.
     Demo(demo::DemoArgs),
+    /// Run the server for real use (configuration: TOML file and SMARTPLAN_* variables).
+    Serve(serve::ConfigArgs),
+    /// Apply pending database migrations.
+    Migrate(serve::ConfigArgs),
+    /// Manage API keys of integrations (the CRM).
+    #[command(name = "api-key")]
+    ApiKey {
+        /// The configuration.
+        #[command(flatten)]
+        config: serve::ConfigArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::ApiKeyCommand,
+    },
+    /// Manage the webhook endpoints that receive CRM events.
+    Webhook {
+        /// The configuration.
+        #[command(flatten)]
+        config: serve::ConfigArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::WebhookCommand,
+    },
     /// Walk the SmartPlan story through the library and print each step (no web server).
     Story {
         /// Where the story's SQLite database goes (created afresh each run).
@@ -51,6 +76,24 @@ pub fn main() -> ExitCode {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Demo(args) => report(demo::run(args).await),
+        Command::Serve(args) => report(serve::run(args).await),
+        Command::Migrate(args) => report(admin::migrate(args).await),
+        Command::ApiKey { config, command } => {
+            let result = async {
+                let (_, store) = admin::store_of(&config).await?;
+                admin::api_key(&store, command, &mut std::io::stdout()).await
+            }
+            .await;
+            report(result)
+        }
+        Command::Webhook { config, command } => {
+            let result = async {
+                let (config, store) = admin::store_of(&config).await?;
+                admin::webhook(&config, store, command, &mut std::io::stdout()).await
+            }
+            .await;
+            report(result)
+        }
         Command::Story { data_dir } => match crate::story::run(&data_dir).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -12,4 +12,6 @@
 mod support;
 
 mod api;
+mod cli;
+mod ops;
 mod skeleton;

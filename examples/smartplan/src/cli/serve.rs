@@ -1,0 +1,179 @@
+//! `smartplan serve`: the server for real use. Configuration from a TOML file and `SMARTPLAN_*`
+//! variables; refuses to start, naming the setting, when one is missing or wrong. Runs the CRM
+//! dispatchers beside the HTTP server; on Ctrl-C or SIGTERM the server stops accepting,
+//! finishes running requests, and each dispatcher stops claiming and finishes (acknowledges or
+//! releases) the batch it holds, so no outbox work is lost.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ciam_core::clock::{OsRandom, SystemClock};
+use ciam_core::login::{HttpSmsGateway, HttpSmsGatewayConfig};
+use ciam_saml::idp::InMemoryServiceProviderRegistry;
+use ciam_store::{SqlStore, SqlStoreOptions};
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError, ConfigSource};
+use crate::mail::SmtpMailer;
+use crate::state::{Assembly, Delivery, assemble};
+
+/// Options of `smartplan serve` (and of the administration commands).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// The TOML configuration file (`SMARTPLAN_*` environment variables override it).
+    #[arg(long, short = 'c', env = "SMARTPLAN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Loads the configuration.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut source = ConfigSource::from_process(self.config.clone());
+        source.env.remove("SMARTPLAN_CONFIG");
+        source.load()
+    }
+}
+
+/// Why `serve` stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeCommandError {
+    /// The configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database.
+    #[error("database: {0} (run `smartplan migrate` when the schema is behind)")]
+    Store(#[from] ciam_core::StoreError),
+    /// Keys.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyFileError),
+    /// Mail.
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailSetupError),
+    /// SMS gateway.
+    #[error("sms: {0}")]
+    Sms(String),
+    /// Webhooks.
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::WebhookSetupError),
+    /// Assembling the state.
+    #[error(transparent)]
+    Assemble(#[from] crate::state::AssembleError),
+    /// Serving.
+    #[error(transparent)]
+    Serve(#[from] super::server::ServeError),
+}
+
+fn require<T>(value: Option<T>, key: &'static str, hint: &'static str) -> Result<T, ConfigError> {
+    value.ok_or(ConfigError::Missing {
+        key,
+        env: crate::config::env_name(key),
+        hint,
+    })
+}
+
+/// Opens the store of `config` (without migrating: `smartplan migrate` does that).
+pub async fn open_store(
+    config: &Config,
+    migrate: bool,
+) -> Result<Arc<SqlStore>, ciam_core::StoreError> {
+    Ok(Arc::new(
+        SqlStore::open_with(SqlStoreOptions::new(config.database_url.clone()).migrate(migrate))
+            .await?,
+    ))
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ConfigArgs) -> Result<(), ServeCommandError> {
+    let config = args.load()?;
+    super::init_tracing();
+    let smtp = require(
+        config.smtp.clone(),
+        "smtp.host",
+        "the SMTP server that sends mail",
+    )?;
+    let sms = require(
+        config.sms.clone(),
+        "sms.url",
+        "the HTTP SMS gateway that sends codes",
+    )?;
+    let saml_files = require(
+        config.saml_keys.clone(),
+        "saml.key_file",
+        "the PEM private key and certificate (saml.certificate_file) of the SAML IdP",
+    )?;
+    let saml_key = crate::keys::read_signing_key(&saml_files.key, &saml_files.certificate)?;
+    let store = open_store(&config, false).await?;
+    let metrics = Arc::new(crate::ops::Metrics::default());
+    let mailer = Arc::new(SmtpMailer::new(&smtp, Some(metrics.clone()))?);
+    let mut gateway = HttpSmsGatewayConfig::new(
+        sms.url.as_str(),
+        sms.auth_header.clone(),
+        sms.auth_value.expose(),
+    );
+    gateway.from = sms.sender.clone();
+    let sms =
+        Arc::new(HttpSmsGateway::new(gateway).map_err(|e| ServeCommandError::Sms(e.to_string()))?);
+    let listen = config.listen;
+    let secret = config.secret.clone();
+    let configured_webhooks = config.webhooks.clone();
+    let mut state = assemble(Assembly {
+        config,
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        random: Arc::new(OsRandom),
+        saml_key,
+        saml_registry: Arc::new(InMemoryServiceProviderRegistry::new()),
+        delivery: Delivery::Real { mailer, sms },
+    })?;
+    state.metrics = metrics;
+    let shared: ciam_core::store::SharedStore = store.clone();
+    let endpoints = crate::webhooks::endpoints(&shared, &secret, &configured_webhooks).await?;
+    let dispatchers = crate::webhooks::dispatchers(&state.ciam, &endpoints)?;
+
+    let listener = super::server::bind(listen).await?;
+    tracing::info!(%listen, base = %state.config.base_url(), webhooks = dispatchers.len(), "smartplan serving");
+    run_with_dispatchers(
+        listener,
+        state,
+        dispatchers,
+        super::server::shutdown_signal(),
+    )
+    .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Serves `state` on `listener` with `dispatchers` running beside it, until `shutdown`
+/// completes; then stops the server gracefully and lets every dispatcher finish its batch.
+pub async fn run_with_dispatchers(
+    listener: tokio::net::TcpListener,
+    state: crate::AppState,
+    dispatchers: Vec<(String, Arc<ciam_crm::Dispatcher>)>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), super::server::ServeError> {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for (name, dispatcher) in dispatchers {
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let report = dispatcher
+                .run_until(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+            tracing::info!(webhook = %name, ?report, "dispatcher stopped");
+        }));
+    }
+    let server_stop = stop.clone();
+    let result = super::server::serve(listener, crate::app(state), async move {
+        shutdown.await;
+        let _ = server_stop.send(true);
+    })
+    .await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    result
+}
