@@ -115,8 +115,9 @@ pub struct Assembly {
     pub random: Arc<dyn RandomSource>,
     /// The SAML IdP signing key.
     pub saml_key: SigningKey,
-    /// The SAML SP registry.
-    pub saml_registry: Arc<dyn ServiceProviderRegistry>,
+    /// The SAML SP registry (default: the registrations stored through the store, shared by
+    /// every node).
+    pub saml_registry: Option<Arc<dyn ServiceProviderRegistry>>,
     /// Mail and SMS.
     pub delivery: Delivery,
 }
@@ -168,6 +169,11 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
         Delivery::Real { mailer, sms } => (builder.mailer(mailer).sms(sms), None),
     };
     let ciam = builder.build()?;
+    let saml_registry = saml_registry.unwrap_or_else(|| {
+        Arc::new(ciam_saml::idp::ServiceProviderRegistrations::new(
+            ciam.clone(),
+        ))
+    });
     let base = config.base_url();
     let (entity_id, sso, slo) = saml_endpoints(&base);
     let idp = IdentityProvider::new(IdpConfig::new(

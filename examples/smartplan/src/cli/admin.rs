@@ -58,6 +58,38 @@ pub enum WebhookCommand {
     },
 }
 
+/// `smartplan saml ...`.
+#[derive(Debug, Subcommand)]
+pub enum SamlCommand {
+    /// Service providers that sign their users in at SmartPlan's IdP.
+    #[command(subcommand)]
+    Sp(SpCommand),
+}
+
+/// `smartplan saml sp ...`.
+#[derive(Debug, Subcommand)]
+pub enum SpCommand {
+    /// Register a service provider from its metadata (a file, or an http(s) URL).
+    Add {
+        /// The metadata file or URL.
+        metadata: String,
+        /// The catalog service whose application roles the SP receives (and which a person
+        /// needs a role in to sign in there).
+        #[arg(long)]
+        service: Option<String>,
+        /// Allow IdP-initiated sign-on.
+        #[arg(long)]
+        allow_idp_initiated: bool,
+    },
+    /// List registered service providers.
+    List,
+    /// Remove a service provider by entity id.
+    Remove {
+        /// The SP's entity id.
+        entity_id: String,
+    },
+}
+
 /// Why an administration command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -80,6 +112,78 @@ pub enum AdminError {
     /// The façade.
     #[error(transparent)]
     Ciam(#[from] ciam_core::BuildError),
+    /// SAML registrations.
+    #[error("saml: {0}")]
+    Saml(String),
+}
+
+fn ciam_for(config: &crate::Config, store: SharedStore) -> Result<ciam_core::Ciam, AdminError> {
+    Ok(ciam_core::Ciam::builder()
+        .store(store)
+        .clock(Arc::new(SystemClock))
+        .random(Arc::new(OsRandom))
+        .secret_key(config.secret.sealing_key())
+        .policy(config.policy())
+        .build()?)
+}
+
+/// Runs `saml` commands.
+pub async fn saml(
+    config: &crate::Config,
+    store: SharedStore,
+    command: SamlCommand,
+    out: &mut dyn std::io::Write,
+) -> Result<(), AdminError> {
+    use ciam_saml::idp::{ServiceProviderOptions, ServiceProviderRegistrations};
+    let registrations = ServiceProviderRegistrations::new(ciam_for(config, store)?);
+    let system = ciam_core::Principal::System;
+    let SamlCommand::Sp(command) = command;
+    match command {
+        SpCommand::Add {
+            metadata,
+            service,
+            allow_idp_initiated,
+        } => {
+            let xml = if metadata.starts_with("http://") || metadata.starts_with("https://") {
+                smartplan_app::fetch_metadata(&metadata)
+                    .await
+                    .map_err(|e| AdminError::Saml(e.to_string()))?
+            } else {
+                std::fs::read_to_string(&metadata)
+                    .map_err(|e| AdminError::Saml(format!("cannot read {metadata}: {e}")))?
+            };
+            let registered = registrations
+                .register(
+                    &system,
+                    &xml,
+                    ServiceProviderOptions {
+                        service_key: service,
+                        allow_idp_initiated,
+                        ..ServiceProviderOptions::default()
+                    },
+                )
+                .await
+                .map_err(|e| AdminError::Saml(e.to_string()))?;
+            let _ = writeln!(out, "registered service provider {:?}", registered);
+        }
+        SpCommand::List => {
+            for registered in registrations
+                .list(&system)
+                .await
+                .map_err(|e| AdminError::Saml(e.to_string()))?
+            {
+                let _ = writeln!(out, "{registered:?}");
+            }
+        }
+        SpCommand::Remove { entity_id } => {
+            registrations
+                .remove(&system, &entity_id)
+                .await
+                .map_err(|e| AdminError::Saml(e.to_string()))?;
+            let _ = writeln!(out, "removed service provider {entity_id}");
+        }
+    }
+    Ok(())
 }
 
 /// `smartplan migrate`: applies pending migrations and prints the schema version.
@@ -147,12 +251,7 @@ pub async fn webhook(
 ) -> Result<(), AdminError> {
     match command {
         WebhookCommand::Add { name, url, secret } => {
-            let ciam = ciam_core::Ciam::builder()
-                .store(store)
-                .clock(Arc::new(SystemClock))
-                .random(Arc::new(OsRandom))
-                .policy(config.policy())
-                .build()?;
+            let ciam = ciam_for(config, store)?;
             crate::webhooks::add(&ciam, &config.secret, &name, &url, &secret).await?;
             let _ = writeln!(out, "webhook {name} -> {url} stored (secret sealed)");
         }

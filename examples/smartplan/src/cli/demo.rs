@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ciam_core::clock::{OsRandom, RandomSource, SystemClock};
-use ciam_saml::idp::InMemoryServiceProviderRegistry;
+use ciam_saml::idp::{ServiceProviderOptions, ServiceProviderRegistrations};
 use ciam_store::SqlStore;
 use url::Url;
 
@@ -23,6 +23,9 @@ pub struct DemoArgs {
     /// Where the server listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Where SmartPlan Application (the demo SAML service provider) listens.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub app_listen: SocketAddr,
 }
 
 /// Why the demo stopped.
@@ -52,6 +55,9 @@ pub enum DemoError {
     /// Serving.
     #[error(transparent)]
     Serve(#[from] super::server::ServeError),
+    /// SmartPlan Application could not be set up.
+    #[error("SmartPlan Application: {0}")]
+    App(String),
     /// The listen address does not make a base URL.
     #[error("cannot make a base URL from {0}")]
     BaseUrl(SocketAddr),
@@ -93,7 +99,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         clock: Arc::new(SystemClock),
         random,
         saml_key,
-        saml_registry: Arc::new(InMemoryServiceProviderRegistry::new()),
+        saml_registry: None,
         delivery: Delivery::Dev,
     })?;
     let mailbox = state
@@ -102,6 +108,8 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .unwrap_or_else(|| Arc::new(ciam_core::delivery::DevMailbox::default()));
     demo::seed(&state.ciam, &mailbox, SeedOptions::default()).await?;
 
+    let application = smartplan_application(&state, args.app_listen).await?;
+    let app_listener = super::server::bind(args.app_listen).await?;
     let listener = super::server::bind(args.listen).await?;
     let base = state.config.base_url();
     println!(
@@ -114,6 +122,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     println!("  SMS outbox:     {base}/dev/sms");
     println!("  Back office:    {base}/backoffice");
     println!("  API document:   {base}/api/openapi.json");
+    println!(
+        "  SmartPlan Application (SAML SP): {}",
+        application.base_url()
+    );
     println!();
     println!("  Demo sign-ins (password {}):", demo::DEMO_PASSWORD);
     println!("    Scott Long, account manager   {}", demo::SCOTT);
@@ -127,11 +139,59 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     println!("  contact person, then open the invitation from the dev mailbox.");
     println!();
     println!("Press Ctrl-C to stop.");
-    super::server::serve(
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let app_task = tokio::spawn(async move {
+        let _ = axum::serve(app_listener, smartplan_app::app(application))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
+    let result = super::server::serve(
         listener,
         crate::app(state),
         super::server::shutdown_signal(),
     )
-    .await?;
+    .await;
+    let _ = stop.send(true);
+    let _ = app_task.await;
+    result?;
     Ok(())
+}
+
+/// Sets up SmartPlan Application (the demo SAML SP) on `listen` against this server's IdP,
+/// and registers it (idempotently) as a service provider for the service `smartplan-app`.
+pub async fn smartplan_application(
+    state: &crate::AppState,
+    listen: SocketAddr,
+) -> Result<smartplan_app::AppState, DemoError> {
+    let idp_metadata = state
+        .saml
+        .metadata(false, None)
+        .map_err(|e| DemoError::App(e.to_string()))?;
+    let config = smartplan_app::AppConfig::new(format!("http://{listen}"), idp_metadata);
+    let application =
+        smartplan_app::AppState::new(config, Arc::new(SystemClock), Arc::new(OsRandom))
+            .map_err(|e| DemoError::App(e.to_string()))?;
+    let registrations = ServiceProviderRegistrations::new(state.ciam.clone());
+    let options = ServiceProviderOptions {
+        service_key: Some(demo::APP_SERVICE.to_owned()),
+        ..ServiceProviderOptions::default()
+    };
+    let metadata = application.sp_metadata();
+    let system = ciam_core::Principal::System;
+    match registrations
+        .register(&system, &metadata, options.clone())
+        .await
+    {
+        Ok(_) => {}
+        Err(ciam_saml::idp::RegistrationError::AlreadyRegistered(entity_id)) => {
+            registrations
+                .update(&system, &entity_id, Some(&metadata), options)
+                .await
+                .map_err(|e| DemoError::App(e.to_string()))?;
+        }
+        Err(other) => return Err(DemoError::App(other.to_string())),
+    }
+    Ok(application)
 }

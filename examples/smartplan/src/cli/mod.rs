@@ -48,6 +48,15 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::WebhookCommand,
     },
+    /// Manage SAML service providers of SmartPlan's identity provider.
+    Saml {
+        /// The configuration.
+        #[command(flatten)]
+        config: serve::ConfigArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::SamlCommand,
+    },
     /// Walk the SmartPlan story through the library and print each step (no web server).
     Story {
         /// Where the story's SQLite database goes (created afresh each run).
@@ -90,6 +99,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             let result = async {
                 let (config, store) = admin::store_of(&config).await?;
                 admin::webhook(&config, store, command, &mut std::io::stdout()).await
+            }
+            .await;
+            report(result)
+        }
+        Command::Saml { config, command } => {
+            let result = async {
+                let (config, store) = admin::store_of(&config).await?;
+                admin::saml(&config, store, command, &mut std::io::stdout()).await
             }
             .await;
             report(result)

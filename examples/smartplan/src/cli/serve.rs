@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use ciam_core::clock::{OsRandom, SystemClock};
 use ciam_core::login::{HttpSmsGateway, HttpSmsGatewayConfig};
-use ciam_saml::idp::InMemoryServiceProviderRegistry;
 use ciam_store::{SqlStore, SqlStoreOptions};
 use tokio::sync::watch;
 
@@ -123,7 +122,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), ServeCommandError> {
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         saml_key,
-        saml_registry: Arc::new(InMemoryServiceProviderRegistry::new()),
+        saml_registry: None,
         delivery: Delivery::Real { mailer, sms },
     })?;
     state.metrics = metrics;

@@ -339,3 +339,37 @@ async fn webhooks_are_stored_with_a_sealed_secret() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn the_demo_registers_smartplan_application_once() {
+    let app = support::app_default().await;
+    let listen: std::net::SocketAddr = "127.0.0.1:8081".parse().unwrap();
+    let first = smartplan::cli::demo::smartplan_application(&app.state, listen)
+        .await
+        .unwrap();
+    smartplan::cli::demo::smartplan_application(&app.state, listen)
+        .await
+        .unwrap();
+    let registered = app
+        .state
+        .store
+        .settings(ciam_core::settings::SettingKind::ServiceProvider, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        registered.len(),
+        1,
+        "registered once, updated the second time"
+    );
+    assert_eq!(registered[0].key, first.entity_id());
+    let found = app
+        .state
+        .saml_registry
+        .get(first.entity_id())
+        .await
+        .unwrap();
+    assert!(
+        found.is_some(),
+        "the IdP finds it through the stored registry"
+    );
+}

@@ -16,7 +16,6 @@ use ciam_core::delivery::{DevMailbox, DevSmsOutbox};
 use ciam_core::sessions::AuthMethod;
 use ciam_core::store::SharedStore;
 use ciam_core::{FixedClock, SeededRandom};
-use ciam_saml::idp::InMemoryServiceProviderRegistry;
 use ciam_store::{MemoryStore, SqlStore};
 use smartplan::config::{Config, ServerSecret};
 use smartplan::demo::{Cast, JeremyAs, SeedOptions};
@@ -151,7 +150,7 @@ pub async fn build(options: Options) -> TestApp {
         clock: clock.clone(),
         random: Arc::new(SeededRandom::new(42)),
         saml_key: saml_key(),
-        saml_registry: Arc::new(InMemoryServiceProviderRegistry::new()),
+        saml_registry: None,
         delivery: Delivery::Dev,
     })
     .unwrap();
