@@ -13,5 +13,6 @@ mod support;
 
 mod api;
 mod cli;
+mod mail;
 mod ops;
 mod skeleton;
