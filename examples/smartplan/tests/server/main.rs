@@ -15,4 +15,5 @@ mod api;
 mod cli;
 mod mail;
 mod ops;
+mod postgres;
 mod skeleton;
