@@ -478,3 +478,68 @@ async fn send_idem(
         .unwrap();
     client.send(request).await
 }
+
+/// The venv with schemathesis (PyPI), under the target directory; created on first use.
+fn schemathesis() -> std::path::PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_owned());
+    let venv = std::path::PathBuf::from(target).join("schemathesis-venv");
+    let st = venv.join("bin").join("st");
+    if !st.exists() {
+        let created = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv (install python3-venv)");
+        assert!(created.success());
+        let installed = std::process::Command::new(venv.join("bin").join("pip"))
+            .args(["install", "-q", "schemathesis>=4,<5"])
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "pip install schemathesis failed");
+    }
+    st
+}
+
+/// An independent check of the OpenAPI document against the running server: schemathesis
+/// generates requests from the document (a bounded number per operation) and checks that no
+/// answer is a server error and that statuses, content types and bodies match the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_the_api_conforming_to_its_document() {
+    let st = schemathesis();
+    let app = support::app_default().await;
+    let key = full_key(&app).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(st)
+            .arg("run")
+            .arg(format!("http://{address}/api/openapi.json"))
+            .args(["--url", &format!("http://{address}")])
+            .args(["-H", &format!("Authorization: Bearer {key}")])
+            .args(["--max-examples", "25", "--workers", "1", "--no-color"])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            ])
+            .output()
+            .expect("schemathesis runs")
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "schemathesis failed:\n{stdout}\n{stderr}"
+    );
+}
