@@ -519,8 +519,11 @@ async fn schemathesis_finds_the_api_conforming_to_its_document() {
         )
         .await;
     });
+    // Run in the venv's directory: schemathesis keeps a cache in its working directory.
+    let workdir = st.parent().and_then(|bin| bin.parent()).unwrap().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(st)
+            .current_dir(workdir)
             .arg("run")
             .arg(format!("http://{address}/api/openapi.json"))
             .args(["--url", &format!("http://{address}")])
