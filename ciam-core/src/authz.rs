@@ -193,6 +193,9 @@ pub enum Action {
     ViewAudit,
     /// Accept an invitation or submit a registration (the token or codes are the proof).
     SelfService,
+    /// Add, change or remove an identity provider connection (an organization's own IdP; a
+    /// social provider on the global target).
+    ManageIdentityProviders,
 }
 
 /// What [`authorize`] is asked about.
@@ -311,6 +314,7 @@ fn authorize_integration(
         | Action::RemoveMember
         | Action::DisableIdentity
         | Action::ManageStaff
+        | Action::ManageIdentityProviders
         | Action::ManageOwnProfile => return deny(DenyReason::StaffOnly),
     };
     // Integrations act on customer and partner organizations, never on the provider itself.
@@ -355,7 +359,7 @@ fn staff_allows(staff: &BTreeSet<StaffRole>, action: &Action, target: &Target) -
         | Action::RemoveMember
         | Action::ConfigureOrganization => customer_side && has(StaffRole::CustomerService),
         Action::DisableIdentity => customer_side && has(StaffRole::CustomerService),
-        Action::ManageCatalog | Action::ManageStaff => false,
+        Action::ManageCatalog | Action::ManageStaff | Action::ManageIdentityProviders => false,
         Action::ManageOwnProfile | Action::SelfService => false,
     }
 }
@@ -425,7 +429,7 @@ fn authorize_user(user: &UserPrincipal, action: &Action, target: &Target) -> Dec
 
     match action {
         Action::ViewOrganization | Action::ViewAudit => Decision::Allow,
-        Action::ConfigureOrganization => {
+        Action::ConfigureOrganization | Action::ManageIdentityProviders => {
             if org_admin {
                 Decision::Allow
             } else {

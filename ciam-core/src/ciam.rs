@@ -16,7 +16,9 @@ use crate::events::{DomainEvent, EventKind};
 use crate::identities::{Administration, Profile};
 use crate::ids::{EventId, IdentityId, OrganizationId};
 use crate::invitations::Invitations;
-use crate::login::{AuthRuntime, FederationDirectory, Login, LoginPolicy, NoFederation};
+use crate::login::{
+    AuthRuntime, Federation, FederationDirectory, Login, LoginPolicy, StoreFederation,
+};
 use crate::organizations::{Organization, Provisioning};
 use crate::principals::Principals;
 use crate::registrations::{ContractLookup, NoContractLookup, Registrations};
@@ -152,7 +154,8 @@ impl CiamBuilder {
         self
     }
 
-    /// Which organizations sign in at their own identity provider (default: none).
+    /// Which organizations sign in at their own identity provider (default: the stored
+    /// connections, [`StoreFederation`]).
     pub fn federation(mut self, directory: Arc<dyn FederationDirectory>) -> Self {
         self.federation = Some(directory);
         self
@@ -212,7 +215,8 @@ impl CiamBuilder {
         };
         let auth = AuthRuntime::new(
             sealer,
-            self.federation.unwrap_or_else(|| Arc::new(NoFederation)),
+            self.federation
+                .unwrap_or_else(|| Arc::new(StoreFederation::new(store.clone()))),
         );
         Ok(Ciam {
             ctx: Arc::new(Context {
@@ -299,6 +303,11 @@ impl Ciam {
     /// second-factor enrollment.
     pub fn login(&self) -> Login<'_> {
         Login { ctx: &self.ctx }
+    }
+
+    /// Identity provider connections (Google, customers' OIDC and SAML IdPs).
+    pub fn identity_providers(&self) -> Federation<'_> {
+        Federation { ctx: &self.ctx }
     }
 
     /// Sessions.

@@ -302,6 +302,27 @@ pub enum EventKind {
         /// Created, updated or removed.
         change: crate::settings::SettingChange,
     },
+    /// An external identity (provider, subject) was linked to a person.
+    FederatedLinkAdded {
+        /// The provider.
+        provider: String,
+        /// What proved that the external identity and the person are the same.
+        proof: crate::login::LinkProof,
+    },
+    /// A person was created at their first sign-in through an identity provider.
+    FederatedAccountCreated {
+        /// The provider.
+        provider: String,
+        /// The email the provider asserted.
+        email: String,
+        /// Given name.
+        given_name: String,
+        /// Family name.
+        family_name: String,
+        /// Whether they joined as a lead (a social sign-up) rather than as a member created
+        /// just in time by their organization's IdP.
+        lead: bool,
+    },
 }
 
 /// One domain event.

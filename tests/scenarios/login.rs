@@ -28,6 +28,17 @@ pub fn auth_ciam(world: &World, federation: Option<Arc<dyn FederationDirectory>>
     auth_ciam_with(world, federation, world.ciam.policy().clone())
 }
 
+/// A façade like [`auth_ciam`] with another deployment's secret key.
+pub fn auth_ciam_with_key(world: &World, key: [u8; 32]) -> Ciam {
+    Ciam::builder()
+        .store(world.store.clone())
+        .clock(world.clock.clone())
+        .random(Arc::new(SeededRandom::new(4343)))
+        .secret_key(SecretKey::from_bytes(key))
+        .build()
+        .unwrap()
+}
+
 pub fn auth_ciam_with(
     world: &World,
     federation: Option<Arc<dyn FederationDirectory>>,
@@ -103,6 +114,7 @@ pub fn attempt(step: LoginStep) -> AttemptToken {
     match step {
         LoginStep::Password { attempt }
         | LoginStep::Federated { attempt, .. }
+        | LoginStep::LinkAccount { attempt, .. }
         | LoginStep::SecondFactor { attempt, .. }
         | LoginStep::CodeSent { attempt, .. }
         | LoginStep::NewPassword { attempt } => attempt,

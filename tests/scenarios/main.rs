@@ -10,6 +10,7 @@ mod support;
 mod city_group;
 mod concurrency;
 mod contracts;
+mod federation;
 mod imports;
 mod invitations;
 mod join_requests;

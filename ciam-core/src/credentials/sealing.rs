@@ -1,7 +1,8 @@
 //! The configured secret key, and sealing with it: XChaCha20-Poly1305 (AEAD) under keys derived
 //! per purpose with HKDF-SHA256, so that a token sealed for one purpose never opens as another.
 //!
-//! Used for TOTP secrets at rest, login-attempt tokens and password-reset links.
+//! Used for TOTP secrets and OIDC client secrets at rest, login-attempt tokens and
+//! password-reset links.
 
 use std::fmt;
 
@@ -71,6 +72,8 @@ pub(crate) enum Purpose {
     Reset,
     /// MACs of SMS codes inside attempt tokens.
     CodeMac,
+    /// OIDC client secrets at rest.
+    ClientSecret,
 }
 
 impl Purpose {
@@ -80,6 +83,7 @@ impl Purpose {
             Self::Attempt => b"ciam-rs v1 login attempt",
             Self::Reset => b"ciam-rs v1 password reset",
             Self::CodeMac => b"ciam-rs v1 code mac",
+            Self::ClientSecret => b"ciam-rs v1 oidc client secret",
         }
     }
 }

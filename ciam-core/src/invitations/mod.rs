@@ -16,6 +16,7 @@ use crate::identities::{Mandate, StaffRole};
 use crate::ids::{BatchId, BusinessRoleId, IdentityId, InvitationId, OrganizationId};
 use crate::secrets::TokenHash;
 
+pub(crate) use workflow::FederatedAcceptance;
 pub use workflow::{
     Acceptance, AcceptedInvitation, BatchRowOutcome, InvitationError, InvitationRequest,
     Invitations, IssuedInvitation,

@@ -86,6 +86,9 @@ pub enum InvitationError {
     /// A password is needed to create the account.
     #[error("a password is required")]
     PasswordRequired,
+    /// The identity provider account is already linked to another person.
+    #[error("this login is already linked to another account")]
+    FederatedLoginInUse,
     /// Used at the same moment by someone else.
     #[error("this invitation was used at the same time by another request")]
     Conflict,
@@ -206,6 +209,13 @@ pub struct Acceptance {
     pub family_name: Option<String>,
     /// The new password (required for a new account without a federated login).
     pub password: Option<Password>,
+}
+
+/// The external identity that accepts an invitation instead of a new password.
+#[derive(Clone, Debug)]
+pub(crate) struct FederatedAcceptance {
+    pub(crate) provider: String,
+    pub(crate) subject: String,
 }
 
 /// An accepted invitation.
@@ -633,6 +643,19 @@ impl Invitations<'_> {
         token: &SecretToken,
         acceptance: Acceptance,
     ) -> Result<AcceptedInvitation, InvitationError> {
+        self.accept_as(principal, token, acceptance, None).await
+    }
+
+    /// Accepts an invitation; with `federated`, the person signed in at that identity provider
+    /// instead of choosing a password, and the external identity is linked in the same commit
+    /// (used by [`crate::login::Login::complete_federated`]).
+    pub(crate) async fn accept_as(
+        &self,
+        principal: &Principal,
+        token: &SecretToken,
+        acceptance: Acceptance,
+        federated: Option<FederatedAcceptance>,
+    ) -> Result<AcceptedInvitation, InvitationError> {
         authorize(principal, &Action::SelfService, &Target::Global).into_result()?;
         let invitation = self.preview(token).await?;
         let now = self.ctx.now();
@@ -669,7 +692,7 @@ impl Invitations<'_> {
                     .await?
                     .iter()
                     .any(|c| matches!(c.kind, CredentialKind::Password { .. }));
-                if !has_password {
+                if !has_password && federated.is_none() {
                     let password = acceptance
                         .password
                         .as_ref()
@@ -690,10 +713,15 @@ impl Invitations<'_> {
                         .clone()
                         .ok_or(InvitationError::NameRequired)?,
                 };
-                let password = acceptance
-                    .password
-                    .as_ref()
-                    .ok_or(InvitationError::PasswordRequired)?;
+                let password = match &federated {
+                    Some(_) => None,
+                    None => Some(
+                        acceptance
+                            .password
+                            .as_ref()
+                            .ok_or(InvitationError::PasswordRequired)?,
+                    ),
+                };
                 let identity = Identity {
                     id: IdentityId::generate(self.ctx.random.as_ref()),
                     version: 0,
@@ -710,11 +738,17 @@ impl Invitations<'_> {
                     created_at: now,
                     updated_at: now,
                 };
-                self.add_password(identity.id, password, now, &mut changes)
-                    .await?;
+                if let Some(password) = password {
+                    self.add_password(identity.id, password, now, &mut changes)
+                        .await?;
+                }
                 identity
             }
         };
+        if let Some(federated) = &federated {
+            self.add_federated_link(&identity, federated, now, &mut changes)
+                .await?;
+        }
         let actor = actor_for_events(identity.id);
         let mut business_roles = invitation.business_roles.clone();
         let crm_lead_id = match &invitation.kind {
@@ -820,6 +854,48 @@ impl Invitations<'_> {
             },
             created,
         })
+    }
+
+    async fn add_federated_link(
+        &self,
+        identity: &Identity,
+        federated: &FederatedAcceptance,
+        now: DateTime<Utc>,
+        changes: &mut ChangeSet,
+    ) -> Result<(), InvitationError> {
+        if let Some(existing) = self
+            .ctx
+            .store
+            .credential_by_federated_link(&federated.provider, &federated.subject)
+            .await?
+        {
+            if existing.identity != identity.id {
+                return Err(InvitationError::FederatedLoginInUse);
+            }
+            return Ok(());
+        }
+        changes.put(Credential {
+            id: CredentialId::generate(self.ctx.random.as_ref()),
+            version: 0,
+            identity: identity.id,
+            kind: CredentialKind::FederatedLink {
+                provider: federated.provider.clone(),
+                subject: federated.subject.clone(),
+            },
+            created_at: now,
+            updated_at: now,
+        });
+        changes.event(self.ctx.event(
+            &Actor::Identity(identity.id),
+            None,
+            Some(identity.id),
+            EventKind::FederatedLinkAdded {
+                provider: federated.provider.clone(),
+                proof: crate::login::LinkProof::Invitation,
+            },
+            now,
+        ));
+        Ok(())
     }
 
     async fn add_password(

@@ -70,11 +70,29 @@ pub(crate) struct SmsChallenge {
 pub(crate) enum Stage {
     /// Identifier given; the password is next.
     Password { email: String },
-    /// Identifier given; the organization's identity provider is next.
+    /// The identity provider is next: the email's organization has one (home realm
+    /// discovery), the person chose it ("Sign in with Google"), or accepts an invitation with it.
     Federated {
-        email: String,
-        organization: OrganizationId,
+        /// The email as typed, when the attempt started from one.
+        email: Option<String>,
+        /// The organization whose connection this is (none for a social provider).
+        organization: Option<OrganizationId>,
+        /// The connection's key (OIDC issuer or SAML entity id).
         provider: String,
+        /// Why the person goes there.
+        purpose: FederatedPurpose,
+        /// The OIDC authorization request in flight (state, nonce, PKCE verifier).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oidc: Option<OidcRequest>,
+    },
+    /// The provider's verified email matches an existing account: its password links them.
+    LinkAccount {
+        /// The existing account.
+        identity: IdentityId,
+        /// Its email (the throttle key).
+        email: String,
+        /// The external identity to link.
+        link: PendingLink,
     },
     /// First factor proven; a second factor is next.
     SecondFactor {
@@ -88,6 +106,45 @@ pub(crate) enum Stage {
         identity: IdentityId,
         reset_id: String,
     },
+}
+
+/// Why a federated attempt goes to the identity provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "purpose")]
+pub(crate) enum FederatedPurpose {
+    /// Signing in.
+    SignIn,
+    /// Accepting an invitation with the provider's login instead of a new password.
+    AcceptInvitation {
+        /// The invitation token from the emailed link.
+        token: String,
+    },
+}
+
+/// An OIDC authorization request in flight: what the callback must match. Kept inside the
+/// sealed attempt, so the browser can neither read nor change it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OidcRequest {
+    /// The `state` parameter (also the single-use key of the callback).
+    pub(crate) state: String,
+    /// The `nonce` the ID token must carry.
+    pub(crate) nonce: String,
+    /// The PKCE code verifier (S256).
+    pub(crate) pkce_verifier: String,
+    /// The redirect URI the code was issued for.
+    pub(crate) redirect_uri: String,
+}
+
+/// An external identity waiting to be linked once the account's password is proven.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PendingLink {
+    pub(crate) provider: String,
+    pub(crate) subject: String,
+    pub(crate) organization: Option<OrganizationId>,
+    /// The business roles the provider's claims map to (organization connections).
+    pub(crate) mapped_roles: Vec<crate::ids::BusinessRoleId>,
+    /// Whether the provider asserted multi-factor authentication and the connection trusts it.
+    pub(crate) idp_mfa: bool,
 }
 
 /// One login attempt.

@@ -1,12 +1,17 @@
 //! Home realm discovery: which organizations sign their people in at their own identity
-//! provider.
+//! provider. By default the stored connections decide ([`StoreFederation`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::OrganizationId;
+use crate::login::connections::StoredConnection;
 use crate::organizations::Organization;
+use crate::settings::SettingKind;
+use crate::store::{Store, StoreError};
 
 /// The protocol of a customer's identity provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,20 +32,75 @@ pub struct FederatedIdp {
     pub protocol: FederationProtocol,
 }
 
-/// Tells which organizations have their own identity provider. The host implements it over
-/// its configuration; [`StaticFederation`] is a ready map.
+/// Tells which organizations have their own identity provider. [`StoreFederation`] (the
+/// default) reads the stored connections; [`StaticFederation`] is a fixed map. Either way the
+/// connection itself must be stored for the sign-in to complete.
+#[async_trait]
 pub trait FederationDirectory: Send + Sync {
     /// The identity provider of `organization`, if it has one.
-    fn idp_for(&self, organization: &Organization) -> Option<FederatedIdp>;
+    async fn idp_for(
+        &self,
+        organization: &Organization,
+    ) -> Result<Option<FederatedIdp>, StoreError>;
+}
+
+/// Home realm discovery from the stored connections: the first connection of the organization
+/// (by key) with home realm discovery on.
+#[derive(Clone)]
+pub struct StoreFederation {
+    store: Arc<dyn Store>,
+}
+
+impl StoreFederation {
+    /// Reads connections from `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+impl std::fmt::Debug for StoreFederation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreFederation")
+    }
+}
+
+#[async_trait]
+impl FederationDirectory for StoreFederation {
+    async fn idp_for(
+        &self,
+        organization: &Organization,
+    ) -> Result<Option<FederatedIdp>, StoreError> {
+        let settings = self
+            .store
+            .settings(SettingKind::IdentityProvider, Some(organization.id))
+            .await?;
+        for setting in settings
+            .iter()
+            .filter(|setting| setting.organization == Some(organization.id))
+        {
+            let stored = StoredConnection::from_setting(setting)?;
+            if stored.connection.home_realm_discovery {
+                return Ok(Some(FederatedIdp {
+                    provider: stored.key,
+                    protocol: stored.connection.protocol,
+                }));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// No organization has its own identity provider (the default).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoFederation;
 
+#[async_trait]
 impl FederationDirectory for NoFederation {
-    fn idp_for(&self, _organization: &Organization) -> Option<FederatedIdp> {
-        None
+    async fn idp_for(
+        &self,
+        _organization: &Organization,
+    ) -> Result<Option<FederatedIdp>, StoreError> {
+        Ok(None)
     }
 }
 
@@ -74,13 +134,17 @@ impl StaticFederation {
     }
 }
 
+#[async_trait]
 impl FederationDirectory for StaticFederation {
-    fn idp_for(&self, organization: &Organization) -> Option<FederatedIdp> {
-        self.by_id.get(&organization.id).cloned().or_else(|| {
+    async fn idp_for(
+        &self,
+        organization: &Organization,
+    ) -> Result<Option<FederatedIdp>, StoreError> {
+        Ok(self.by_id.get(&organization.id).cloned().or_else(|| {
             organization
                 .crm_account_id
                 .as_ref()
                 .and_then(|crm| self.by_crm_account.get(crm).cloned())
-        })
+        }))
     }
 }

@@ -14,6 +14,7 @@ use crate::events::EventKind;
 use crate::identities::{Identity, MembershipStatus};
 use crate::ids::IdentityId;
 use crate::login::attempt::{AttemptState, Goal, SmsChallenge, Stage, wrap};
+use crate::login::federated;
 use crate::login::throttle::{self, FailedStep};
 use crate::login::{AttemptToken, Login, LoginError, LoginStep, SecondFactor};
 use crate::secrets::OneTimeCode;
@@ -32,7 +33,7 @@ impl Login<'_> {
         let domain = email
             .rsplit_once('@')
             .map(|(_, domain)| domain.to_lowercase());
-        let mut state = AttemptState {
+        let state = AttemptState {
             id: random_id(ctx),
             expires_at: now + ctx.policy.login.attempt_lifetime,
             source: source.map(str::to_owned),
@@ -44,12 +45,9 @@ impl Login<'_> {
         if let Some(domain) = domain {
             if let Some(org) = ctx.domain_owner(&domain).await? {
                 if org.is_active() {
-                    if let Some(idp) = ctx.auth.federation.idp_for(&org) {
-                        state.stage = Stage::Federated {
-                            email,
-                            organization: org.id,
-                            provider: idp.provider.clone(),
-                        };
+                    if let Some(idp) = ctx.auth.federation.idp_for(&org).await? {
+                        let state =
+                            federated::home_realm_state(ctx, &email, org.id, &idp.provider, source);
                         return Ok(LoginStep::Federated {
                             attempt: seal(ctx, &state)?,
                             organization: org.id,
@@ -66,6 +64,8 @@ impl Login<'_> {
 
     /// Checks the password. Wrong passwords, unknown emails and inactive accounts give the
     /// same [`LoginError::InvalidCredentials`] after the same work (one argon2id verification).
+    /// At [`LoginStep::LinkAccount`] the password of the matching account links the identity
+    /// provider's login to it.
     pub async fn password(
         &self,
         attempt: &AttemptToken,
@@ -74,8 +74,14 @@ impl Login<'_> {
         let ctx = self.ctx;
         let now = ctx.now();
         let state = open(ctx, attempt, now)?;
-        let Stage::Password { email } = &state.stage else {
-            return Err(LoginError::WrongStep);
+        let (email, pending_link) = match &state.stage {
+            Stage::Password { email } => (email, None),
+            Stage::LinkAccount {
+                email,
+                identity,
+                link,
+            } => (email, Some((*identity, link.clone()))),
+            _ => return Err(LoginError::WrongStep),
         };
         let source = state.source.as_deref();
         if let Some((scope, retry_after)) = throttle::locked(ctx, email, source, now).await? {
@@ -143,6 +149,12 @@ impl Login<'_> {
                     return Err(error.into());
                 }
             }
+        }
+        if let Some((linked, link)) = pending_link {
+            if linked != identity.id {
+                return Err(LoginError::InvalidCredentials);
+            }
+            return federated::link_after_password(ctx, state.clone(), identity, &link).await;
         }
         after_first_factor(
             ctx,

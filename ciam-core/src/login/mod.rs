@@ -1,8 +1,12 @@
 //! Sign-in: an explicit state machine for each login attempt.
 //!
 //! ```text
-//! start(email) ──► Federated (the email's organization has its own IdP)
-//!              └─► Password ──► SignedIn                       (no second factor needed)
+//! start(email) ──► Federated (the email's organization has its own IdP) ─┐
+//! start_at_provider (Google, a company login) ──► Federated ─────────────┤
+//!   complete_federated(claims) ◄── the OIDC or SAML layer verified them ◄┘
+//!       ├─► SignedIn / SecondFactor                       (linked, or created just in time)
+//!       └─► LinkAccount ──► password ──► SignedIn / SecondFactor   (same email, not linked)
+//! start(email) ──► Password ──► SignedIn                       (no second factor needed)
 //!                          └─► SecondFactor ──► CodeSent (SMS) ──► SignedIn
 //!                                           └─► TOTP / recovery code ──► SignedIn
 //! reset link ──► (SecondFactor ──►) NewPassword ──► password set, every session revoked
@@ -14,8 +18,12 @@
 //! are throttled per account and per source with exponential back-off, and audited.
 
 mod attempt;
+mod connections;
+mod federated;
 mod federation;
 mod flow;
+#[cfg(feature = "oidc")]
+mod oidc;
 mod reset;
 #[cfg(feature = "http-sms")]
 mod sms_gateway;
@@ -32,9 +40,18 @@ use crate::sessions::{SessionError, StartedSession};
 use crate::store::StoreError;
 
 pub use attempt::AttemptToken;
+pub use connections::{
+    ClaimRoleMapping, ClientSecret, EmailLinking, Federation, FederationError, GOOGLE_ISSUER,
+    IdentityProviderConnection, OidcClientSettings, SamlIdpSettings, SealedClientSecret,
+    SigningAlgorithm, StoredConnection,
+};
+pub use federated::{FederatedAttempt, FederatedClaims, LinkProof};
 pub use federation::{
     FederatedIdp, FederationDirectory, FederationProtocol, NoFederation, StaticFederation,
+    StoreFederation,
 };
+#[cfg(feature = "oidc")]
+pub use oidc::{OidcError, OidcLogin, OidcOptions, OidcRedirect};
 #[cfg(feature = "http-sms")]
 pub use sms_gateway::{HttpSmsGateway, HttpSmsGatewayConfig, SmsGatewayError};
 pub use throttle::{FailedStep, ThrottlePolicy, ThrottleScope};
@@ -126,6 +143,16 @@ pub enum LoginStep {
         /// Another code may be asked for from then on.
         resend_after: DateTime<Utc>,
     },
+    /// The identity provider's email belongs to an existing account that is not linked to it
+    /// yet: the account's password links them (then the second factor, when needed).
+    LinkAccount {
+        /// The attempt (give it to [`Login::password`]).
+        attempt: AttemptToken,
+        /// The account's email.
+        email: String,
+        /// The provider's display name.
+        provider: String,
+    },
     /// Choose a new password (password reset).
     NewPassword {
         /// The attempt.
@@ -186,6 +213,31 @@ pub enum LoginError {
     /// The TOTP enrollment is not in the right state.
     #[error("the authenticator app is not being set up")]
     NoPendingEnrollment,
+    /// No identity provider connection with this key (or it changed meanwhile).
+    #[error("this sign-in provider is not configured")]
+    UnknownProvider,
+    /// The provider signed the person in, but nobody gave them access here.
+    #[error("there is no account here for this login; ask your organization for an invitation")]
+    NotProvisioned,
+    /// The account is disabled, or its membership in the organization was removed.
+    #[error("this account cannot sign in; contact your administrator")]
+    AccountUnavailable,
+    /// The provider's email is outside the organization's verified domains.
+    #[error("the identity provider's email is not in the organization's domains")]
+    EmailOutsideOrganization,
+    /// The provider did not assert what is needed.
+    #[error("the identity provider did not provide {missing}")]
+    IncompleteClaims {
+        /// What is missing.
+        missing: &'static str,
+    },
+    /// Accepting the invitation failed.
+    #[error(transparent)]
+    Invitation(#[from] crate::invitations::InvitationError),
+    /// The OIDC round trip failed.
+    #[cfg(feature = "oidc")]
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
     /// The new password breaks the policy, or hashing failed.
     #[error(transparent)]
     Password(#[from] PasswordError),

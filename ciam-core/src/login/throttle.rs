@@ -80,6 +80,9 @@ pub enum FailedStep {
     RecoveryCode,
     /// Current password when changing it.
     CurrentPassword,
+    /// A sign-in through an identity provider was refused here (disabled account, removed
+    /// membership, unknown person without just-in-time creation).
+    Federated,
 }
 
 pub(crate) fn account_key(email: &str) -> String {

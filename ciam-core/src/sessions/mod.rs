@@ -26,6 +26,8 @@ pub enum AuthMethod {
     Fed,
     /// A single-use emailed link (invitation acceptance).
     Email,
+    /// Multiple factors at an external identity provider whose MFA the connection trusts.
+    Mfa,
 }
 
 /// Why a session ended early.
@@ -77,12 +79,13 @@ impl Session {
         self.revoked.is_none() && now < self.idle_expires_at && now < self.absolute_expires_at
     }
 
-    /// Assurance level: 2 with a second factor (or a federated login), 1 otherwise.
+    /// Assurance level: 2 with a second factor (ours, or a trusted identity provider's
+    /// multi-factor authentication), 1 otherwise (a federated login alone is one factor).
     pub fn level(&self) -> u8 {
         let second = self
             .methods
             .iter()
-            .any(|m| matches!(m, AuthMethod::Sms | AuthMethod::Otp | AuthMethod::Fed));
+            .any(|m| matches!(m, AuthMethod::Sms | AuthMethod::Otp | AuthMethod::Mfa));
         if second { 2 } else { 1 }
     }
 }
