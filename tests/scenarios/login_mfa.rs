@@ -71,6 +71,57 @@ async fn five_wrong_sms_codes_end_the_attempt() {
 }
 
 #[tokio::test]
+async fn wrong_second_factor_codes_count_toward_the_accounts_throttle() {
+    let world = World::new().await;
+    city_with_jeremy(&world, true).await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let second = sms_step(&ciam).await;
+    let sent = attempt(login.send_sms_code(&second).await.unwrap());
+    let code = world.sms_code(JEREMY_PHONE);
+    let wrong = OneTimeCode::from_presented(if code.expose() == "111111" {
+        "222222"
+    } else {
+        "111111"
+    });
+    // Five wrong codes (the account's free failures) after a right password ...
+    for _ in 0..5 {
+        assert!(login.verify_sms_code(&sent, &wrong).await.is_err());
+    }
+    // ... lock the account: even the right password waits now.
+    let first = attempt(login.start(JEREMY, Some("203.0.113.77")).await.unwrap());
+    assert!(matches!(
+        login.password(&first, &password()).await,
+        Err(LoginError::Throttled {
+            scope: ciam_core::login::ThrottleScope::Account,
+            ..
+        })
+    ));
+    let failed = world
+        .events()
+        .await
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::SignInFailed {
+                    step: ciam_core::login::FailedStep::SmsCode,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(failed, 5);
+    // The lock is temporary (exponential back-off, never permanent).
+    world.clock.advance(Duration::minutes(16));
+    let first = attempt(login.start(JEREMY, Some("203.0.113.77")).await.unwrap());
+    assert!(matches!(
+        login.password(&first, &password()).await.unwrap(),
+        LoginStep::SecondFactor { .. }
+    ));
+}
+
+#[tokio::test]
 async fn sms_codes_expire_after_five_minutes() {
     let world = World::new().await;
     city_with_jeremy(&world, true).await;

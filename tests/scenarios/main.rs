@@ -11,6 +11,7 @@ mod city_group;
 mod concurrency;
 mod contracts;
 mod federation;
+mod federation_oidc;
 mod imports;
 mod invitations;
 mod join_requests;

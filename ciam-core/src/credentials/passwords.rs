@@ -1,10 +1,10 @@
 //! Password hashing with argon2id: OWASP parameters by default, off the async executor, at
-//! most one hash per core at a time.
+//! most one hash per core at a time, each blocking thread reusing its argon2 memory buffer.
 
 use std::fmt;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -181,6 +181,9 @@ pub enum Verification {
 pub struct PasswordHasher {
     params: PasswordParams,
     permits: Arc<Semaphore>,
+    /// Counts the hashes running at once (tests only).
+    #[cfg(test)]
+    gauge: Arc<tests::Gauge>,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -194,11 +197,17 @@ impl fmt::Debug for PasswordHasher {
 impl PasswordHasher {
     /// A hasher with `params`, allowing as many concurrent hashes as the machine has cores.
     pub fn new(params: PasswordParams) -> Result<Self, PasswordError> {
-        argon2_for(params)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_concurrency(params, cores)
+    }
+
+    fn with_concurrency(params: PasswordParams, permits: usize) -> Result<Self, PasswordError> {
+        argon2_for(params)?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(cores)),
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+            #[cfg(test)]
+            gauge: Arc::default(),
         })
     }
 
@@ -220,10 +229,7 @@ impl PasswordHasher {
         let password = password.clone();
         self.run(move || {
             let argon2 = argon2_for(params)?;
-            argon2
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|hash| PasswordHashString(hash.to_string()))
-                .map_err(|_| PasswordError::Unavailable)
+            hash_with_buffer(&argon2, password.expose(), &salt)
         })
         .await
     }
@@ -281,10 +287,7 @@ impl PasswordHasher {
             if current {
                 return Ok(Verification::Match);
             }
-            argon2
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|hash| Verification::MatchRehashed(PasswordHashString(hash.to_string())))
-                .map_err(|_| PasswordError::Unavailable)
+            hash_with_buffer(&argon2, password.expose(), &salt).map(Verification::MatchRehashed)
         })
         .await
     }
@@ -298,9 +301,15 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|_| PasswordError::Unavailable)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| PasswordError::Unavailable)?
+        #[cfg(test)]
+        let gauge = self.gauge.clone();
+        tokio::task::spawn_blocking(move || {
+            #[cfg(test)]
+            let _running = gauge.enter();
+            work()
+        })
+        .await
+        .map_err(|_| PasswordError::Unavailable)?
     }
 }
 
@@ -350,8 +359,8 @@ mod legacy {
 }
 
 thread_local! {
-    /// argon2's working memory, kept per blocking thread and reused by every verification at
-    /// the current parameters (no 19 MiB allocation per sign-in).
+    /// argon2's working memory, kept per blocking thread and reused by every hash and every
+    /// verification at the current parameters (no 19 MiB allocation per sign-in).
     static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -383,6 +392,49 @@ fn verify_with_buffer(
     })
 }
 
+/// Hashes `password` with `salt` into a PHC string, using this thread's reused buffer (the
+/// same buffer verification uses: no 19 MiB allocation per new password).
+fn hash_with_buffer(
+    argon2: &Argon2<'_>,
+    password: &str,
+    salt: &SaltString,
+) -> Result<PasswordHashString, PasswordError> {
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_bytes)
+        .map_err(|_| PasswordError::Unavailable)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let blocks_needed = argon2.params().block_count();
+    BLOCKS.with(|cell| {
+        let mut blocks = cell
+            .try_borrow_mut()
+            .map_err(|_| PasswordError::Unavailable)?;
+        if blocks.len() != blocks_needed {
+            blocks.resize(blocks_needed, argon2::Block::default());
+        }
+        argon2
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt_bytes,
+                &mut out,
+                &mut blocks[..],
+            )
+            .map_err(|_| PasswordError::Unavailable)
+    })?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: argon2::password_hash::ParamsString::try_from(argon2.params())
+            .map_err(|_| PasswordError::InvalidParams)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(
+            argon2::password_hash::Output::new(&out).map_err(|_| PasswordError::Unavailable)?,
+        ),
+    };
+    Ok(PasswordHashString(hash.to_string()))
+}
+
 fn argon2_for(params: PasswordParams) -> Result<Argon2<'static>, PasswordError> {
     let params = Params::new(
         params.memory_kib,
@@ -408,6 +460,7 @@ fn is_current(hash: &PasswordHash<'_>, params: PasswordParams) -> bool {
 mod tests {
     use super::*;
     use crate::clock::SeededRandom;
+    use argon2::password_hash::PasswordHasher as _;
 
     #[tokio::test]
     async fn hashes_verify_and_upgrade() {
@@ -454,7 +507,6 @@ mod tests {
 
     #[tokio::test]
     async fn imported_bcrypt_and_pbkdf2_hashes_verify_and_upgrade() {
-        use argon2::password_hash::PasswordHasher as _;
         let random = SeededRandom::new(8);
         let hasher = PasswordHasher::new(PasswordParams::INSECURE_FAST_FOR_TESTS).unwrap();
         let password = Password::new("imported from the old portal");
@@ -555,6 +607,97 @@ mod tests {
                 Some(false)
             );
         }
+    }
+
+    /// Counts the hashes running at once and remembers the most.
+    #[derive(Debug, Default)]
+    pub(super) struct Gauge {
+        running: std::sync::atomic::AtomicUsize,
+        peak: std::sync::atomic::AtomicUsize,
+    }
+
+    pub(super) struct Running<'a>(&'a Gauge);
+
+    impl Gauge {
+        pub(super) fn enter(&self) -> Running<'_> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.peak.fetch_max(now, SeqCst);
+            Running(self)
+        }
+    }
+
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0
+                .running
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn at_most_the_permitted_hashes_run_at_once() {
+        let params = PasswordParams {
+            memory_kib: 8 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        };
+        for permits in [1, 2] {
+            let hasher = PasswordHasher::with_concurrency(params, permits).unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..8u64 {
+                let hasher = hasher.clone();
+                tasks.push(tokio::spawn(async move {
+                    let random = SeededRandom::new(i);
+                    hasher
+                        .hash(&Password::new(format!("password number {i}")), &random)
+                        .await
+                        .unwrap()
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let peak = hasher.gauge.peak.load(std::sync::atomic::Ordering::SeqCst);
+            assert!(
+                peak >= 1 && peak <= permits,
+                "peak {peak} with {permits} permits"
+            );
+        }
+        // One permit per core by default.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hasher = PasswordHasher::new(PasswordParams::INSECURE_FAST_FOR_TESTS).unwrap();
+        assert_eq!(hasher.permits.available_permits(), cores);
+    }
+
+    #[tokio::test]
+    async fn new_hashes_use_the_reused_buffer_and_match_the_reference() {
+        let params = PasswordParams::INSECURE_FAST_FOR_TESTS;
+        let argon2 = argon2_for(params).unwrap();
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let password = "buffered hashing works";
+        let ours = hash_with_buffer(&argon2, password, &salt).unwrap();
+        let reference = argon2
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(ours.as_str(), reference);
+        // The buffer is this thread's, sized for the parameters, and kept for the next use.
+        let blocks = BLOCKS.with(|cell| cell.borrow().len());
+        assert_eq!(blocks, argon2.params().block_count());
+        let hasher = PasswordHasher::new(params).unwrap();
+        let random = SeededRandom::new(3);
+        let hash = hasher
+            .hash(&Password::new(password), &random)
+            .await
+            .unwrap();
+        assert_eq!(
+            hasher
+                .verify(&Password::new(password), &hash, &random)
+                .await
+                .unwrap(),
+            Verification::Match
+        );
     }
 
     #[test]
