@@ -114,6 +114,10 @@ async fn role_keys(ciam: &Ciam, identity: IdentityId, org: OrganizationId) -> Ve
     keys
 }
 
+#[expect(
+    clippy::panic,
+    reason = "test helper: an unexpected answer is a failed test"
+)]
 async fn home_realm(ciam: &Ciam, email: &str) -> ciam_core::login::AttemptToken {
     let step = ciam
         .login()

@@ -24,7 +24,7 @@ use ciam_core::organizations::Organization;
 use ciam_core::sessions::AuthMethod;
 use ciam_core::{Ciam, Principal, SystemClock};
 
-use crate::login::{JEREMY, attempt, auth_ciam, city_with_jeremy, signed_in};
+use crate::login::{attempt, auth_ciam, city_with_jeremy, signed_in};
 use crate::support::{APP, World, password};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/login/oidc/callback";
@@ -106,6 +106,10 @@ fn start_peer() -> Result<Peer, String> {
 }
 
 /// The running peer, or `None` (skip) outside CI when node or npm is missing.
+#[expect(
+    clippy::panic,
+    reason = "test helper: an unexpected answer is a failed test"
+)]
 fn peer_or_skip(test: &str) -> Option<Peer> {
     static PEER: OnceLock<Result<Peer, String>> = OnceLock::new();
     match PEER.get_or_init(start_peer) {
@@ -131,6 +135,10 @@ enum Callback {
 
 /// Plays the browser: follows the provider's redirects (by hand: no automatic redirects),
 /// signs in as `account` on the development login form, and stops at our callback URL.
+#[expect(
+    clippy::panic,
+    reason = "test helper: an unexpected answer is a failed test"
+)]
 async fn browser(authorization_url: &str, account: &str) -> Callback {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -255,6 +263,10 @@ async fn with_city_idp(world: &World, peer: &Peer, just_in_time: bool) -> (Ciam,
 }
 
 /// Begins the round trip for `attempt` and plays the browser as `account`.
+#[expect(
+    clippy::panic,
+    reason = "test helper: an unexpected answer is a failed test"
+)]
 async fn round_trip(
     ciam: &Ciam,
     oidc: &OidcLogin,
@@ -262,10 +274,10 @@ async fn round_trip(
     account: &str,
 ) -> (ciam_core::login::AttemptToken, String, String) {
     let redirect = ciam.login().oidc_begin(oidc, attempt).await.unwrap();
-    let Callback::Code { code, state } = browser(&redirect.authorization_url, account).await else {
-        panic!("the provider refused the sign-in")
-    };
-    (redirect.attempt, code, state)
+    match browser(&redirect.authorization_url, account).await {
+        Callback::Code { code, state } => (redirect.attempt, code, state),
+        Callback::Error(error) => panic!("the provider refused the sign-in: {error}"),
+    }
 }
 
 #[tokio::test]

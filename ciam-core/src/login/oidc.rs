@@ -107,8 +107,11 @@ pub struct OidcLogin {
     http: reqwest::Client,
     redirect_uri: RedirectUrl,
     metadata_lifetime: Duration,
-    metadata: Mutex<HashMap<String, (DateTime<Utc>, Arc<CoreProviderMetadata>)>>,
+    metadata: Mutex<MetadataCache>,
 }
+
+/// Discovery documents (with their keys) by issuer, with when they were fetched.
+type MetadataCache = HashMap<String, (DateTime<Utc>, Arc<CoreProviderMetadata>)>;
 
 impl std::fmt::Debug for OidcLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,10 +162,7 @@ impl OidcLogin {
         Ok(metadata)
     }
 
-    fn cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (DateTime<Utc>, Arc<CoreProviderMetadata>)>>
-    {
+    fn cache(&self) -> std::sync::MutexGuard<'_, MetadataCache> {
         // A panic while holding the lock leaves a consistent map: reuse it.
         self.metadata
             .lock()
