@@ -932,3 +932,72 @@ async fn connections_are_managed_by_administrators_and_validated() {
         EventKind::SettingChanged { key, .. } if key == CITY_IDP
     )));
 }
+
+#[tokio::test]
+async fn a_saml_connection_completes_through_the_same_rules() {
+    let world = World::new().await;
+    let (city, _, _) = city_with_jeremy(&world, false).await;
+    let ciam = auth_ciam(&world, None);
+    let entity_id = "https://sts.citygroup.example/adfs";
+    ciam.identity_providers()
+        .add_connection(
+            &Principal::System,
+            entity_id,
+            Some(city.id),
+            IdentityProviderConnection {
+                just_in_time: true,
+                ..IdentityProviderConnection::saml(
+                    "City Group ADFS",
+                    SamlIdpSettings {
+                        metadata_xml:
+                            "<md:EntityDescriptor entityID=\"https://sts.citygroup.example/adfs\"/>"
+                                .into(),
+                        allow_unsolicited: false,
+                    },
+                )
+            },
+        )
+        .await
+        .unwrap();
+    let login = ciam.login();
+    // Home realm discovery finds the SAML IdP; the SAML layer asks where the attempt goes.
+    let step = login.start("pekka@citygroup.example", None).await.unwrap();
+    let LoginStep::Federated { attempt, idp, .. } = step else {
+        panic!("expected the IdP, got {step:?}")
+    };
+    assert_eq!(idp.protocol, FederationProtocol::Saml);
+    let target = login.federated_attempt(&attempt).unwrap();
+    assert_eq!(target.provider, entity_id);
+    assert_eq!(target.organization, Some(city.id));
+    assert_eq!(
+        target.login_hint.as_deref(),
+        Some("pekka@citygroup.example")
+    );
+    // A password attempt is not a federated one.
+    let password_attempt =
+        crate::login::attempt(login.start("someone@unknown.example", None).await.unwrap());
+    assert!(matches!(
+        login.federated_attempt(&password_attempt),
+        Err(LoginError::WrongStep)
+    ));
+    let started = signed_in(
+        login
+            .complete_federated(
+                &attempt,
+                FederatedClaims {
+                    email: Some(EmailAddress::parse("pekka@citygroup.example").unwrap()),
+                    given_name: Some("Pekka".into()),
+                    family_name: Some("Laine".into()),
+                    ..FederatedClaims::new(entity_id, "S-1-5-21-1004")
+                },
+                Some("198.51.100.30"),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(started.session.methods, vec![AuthMethod::Fed]);
+    assert!(world.events().await.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::SignedIn { source: Some(source), .. } if source == "198.51.100.30"
+    )));
+}
