@@ -19,6 +19,10 @@ use crate::metadata::{self, MetadataError};
 use crate::xml::{self, DecodeFailure, NS_ASSERTION, NS_PROTOCOL};
 use crate::{Binding, NameIdFormat};
 
+mod sign_in;
+
+pub use sign_in::{ConnectError, SamlSignIn, SamlSignInError, idp_connection};
+
 /// A customer's IdP, read from its metadata; per organization.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdpConnection {
@@ -283,7 +287,8 @@ impl VerifiedAssertion {
     pub fn not_on_or_after(&self) -> DateTime<Utc> {
         self.not_on_or_after
     }
-    /// Attributes by name, values in document order.
+    /// Attributes by name (and by `FriendlyName` too, when given), values in document
+    /// order.
     pub fn attributes(&self) -> &BTreeMap<String, Vec<String>> {
         &self.attributes
     }
@@ -616,10 +621,21 @@ impl SpConfig {
                 let Some(name) = attribute.attribute("Name") else {
                     continue;
                 };
-                let values = attributes.entry(name.to_owned()).or_default();
-                for value in xml::children(attribute, NS_ASSERTION, "AttributeValue") {
-                    values.push(xml::text_content(value).trim().to_owned());
+                let read: Vec<String> = xml::children(attribute, NS_ASSERTION, "AttributeValue")
+                    .map(|value| xml::text_content(value).trim().to_owned())
+                    .collect();
+                // Also under its FriendlyName (`mail` for `urn:oid:0.9.2342.19200300.100.1.3`),
+                // so that role mappings can use the readable name.
+                if let Some(friendly) = attribute
+                    .attribute("FriendlyName")
+                    .filter(|f| !f.is_empty() && *f != name)
+                {
+                    attributes
+                        .entry(friendly.to_owned())
+                        .or_default()
+                        .extend(read.iter().cloned());
                 }
+                attributes.entry(name.to_owned()).or_default().extend(read);
             }
         }
         Ok(VerifiedAssertion {

@@ -111,8 +111,9 @@ def main():
                     args = entity.response_args(req.message)
                     args.pop("binding", None)
                     resp = entity.create_authn_response(
-                        identity={"mail": ["jit.user@customer.test"], "givenName": ["Jit"],
-                                  "sn": ["User"]},
+                        identity={"mail": ["jit.user@citygroup.example"], "givenName": ["Jit"],
+                                  "sn": ["User"],
+                                  "eduPersonAffiliation": ["staff", "energy"]},
                         name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text="pysaml2-user-1"),
                         authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
                         sign_assertion=True, sign_response=False,

@@ -14,12 +14,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 use chrono::Utc;
+use ciam_core::contact::EmailAddress;
 use ciam_core::ids::OrganizationId;
+use ciam_core::login::{ClaimRoleMapping, IdentityProviderConnection, LoginStep, SamlIdpSettings};
 use ciam_saml::idp::{IdentityProvider, IdpConfig, KeyRing, ServiceProvider};
-use ciam_saml::sp::{IdpConnection, InMemoryReplayCache, SpConfig};
+use ciam_saml::sp::{
+    IdpConnection, InMemoryReplayCache, ResponseError, SamlSignIn, SamlSignInError, SpConfig,
+};
 use uuid::Uuid;
 
 use crate::common::*;
+use crate::world::world_at;
 
 fn venv_python() -> Result<PathBuf, String> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -284,7 +289,7 @@ async fn our_sp_accepts_a_pysaml2_idp() {
         .await
         .unwrap();
     assert_eq!(verified.name_id(), "pysaml2-user-1");
-    assert_eq!(verified.email(), Some("jit.user@customer.test"));
+    assert_eq!(verified.email(), Some("jit.user@citygroup.example"));
     assert_eq!(verified.organization_id(), Some(organization));
     // And the same response cannot be used twice.
     assert!(
@@ -299,4 +304,137 @@ async fn our_sp_accepts_a_pysaml2_idp() {
             .await
             .is_err()
     );
+}
+
+/// pysaml2 IdP, our SP, through ciam-core: the customer's IdP is connected to City Group from
+/// its metadata, home realm discovery sends the person there, and the verified response
+/// signs them in, created just in time in City Group with the role mapped from an attribute.
+#[tokio::test]
+async fn a_pysaml2_idp_signs_a_new_person_in_just_in_time() {
+    let Some(python) = python_or_skip("a_pysaml2_idp_signs_a_new_person_in_just_in_time") else {
+        return;
+    };
+    let world = world_at(wall_clock()).await;
+    let mut config = SpConfig::new("https://ciam.test/saml/sp", "https://ciam.test/saml/acs");
+    config.signing_key = Some(key("sp"));
+    let server = start(&python, "idp", "customer-idp", &config.metadata());
+    let (status, metadata) = http(server.port, "GET", "/metadata", None);
+    assert_eq!(status, 200, "{metadata}");
+    let sign_in = SamlSignIn::new(world.ciam.clone(), config);
+
+    // Connected by an administrator from the IdP's metadata, with a role mapping.
+    let stored = sign_in
+        .connect(
+            &world.admin,
+            world.city_group,
+            &metadata,
+            false,
+            IdentityProviderConnection {
+                just_in_time: true,
+                role_mapping: vec![ClaimRoleMapping {
+                    claim: "eduPersonAffiliation".into(),
+                    value: "energy".into(),
+                    business_role: "energy-manager".into(),
+                }],
+                ..IdentityProviderConnection::saml(
+                    "City Group login",
+                    SamlIdpSettings {
+                        metadata_xml: String::new(),
+                        allow_unsolicited: false,
+                    },
+                )
+            },
+        )
+        .await
+        .unwrap();
+    let provider = format!("http://127.0.0.1:{}/idp", server.port);
+    assert_eq!(stored.key, provider);
+    assert_eq!(stored.organization, Some(world.city_group));
+
+    // Home realm discovery: the email's domain belongs to City Group, which has this IdP.
+    let step = world
+        .ciam
+        .login()
+        .start("jit.user@citygroup.example", Some("127.0.0.1"))
+        .await
+        .unwrap();
+    let LoginStep::Federated { attempt, idp, .. } = step else {
+        panic!("expected the organization's IdP, got {step:?}")
+    };
+    assert_eq!(idp.provider, provider);
+
+    // To pysaml2 and back (it answers with the response instead of posting it).
+    let outgoing = sign_in.begin(&attempt, Some("state")).await.unwrap();
+    let path = outgoing.url.split_once("127.0.0.1").unwrap().1;
+    let path = &path[path.find('/').unwrap()..];
+    let (status, body) = http(server.port, "GET", path, None);
+    assert_eq!(status, 200, "pysaml2 idp refused our request: {body}");
+    let body = json(&body);
+    assert_eq!(body["request_id"], outgoing.request_id.as_str());
+    let encoded = body["SAMLResponse"].as_str().unwrap().to_owned();
+
+    // A response to this attempt cannot complete another attempt.
+    let other = world
+        .ciam
+        .login()
+        .start("someone.else@citygroup.example", None)
+        .await
+        .unwrap();
+    let LoginStep::Federated { attempt: other, .. } = other else {
+        panic!("expected the organization's IdP")
+    };
+    let refused = sign_in.finish(&other, &encoded, None).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SamlSignInError::Response(ResponseError::WrongInResponseTo))
+        ),
+        "{refused:?}"
+    );
+
+    let step = sign_in
+        .finish(&attempt, &encoded, Some("127.0.0.1"))
+        .await
+        .unwrap();
+    let LoginStep::SignedIn(started) = step else {
+        panic!("expected to be signed in, got {step:?}")
+    };
+
+    // Created just in time, in City Group, with the mapped role and the federated link.
+    let store = world.ciam.store();
+    let email = EmailAddress::parse("jit.user@citygroup.example").unwrap();
+    let identity = store.identity_by_email(&email).await.unwrap().unwrap();
+    assert_eq!(started.session.identity, identity.id);
+    assert!(identity.is_active());
+    assert_eq!(identity.name.given, "Jit");
+    assert_eq!(identity.name.family, "User");
+    let membership = store
+        .membership_of(identity.id, world.city_group)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(membership.is_active());
+    let mut roles = Vec::new();
+    for role in &membership.business_roles {
+        roles.push(store.business_role(*role).await.unwrap().unwrap().key);
+    }
+    assert_eq!(roles, ["energy-manager"]);
+    let link = store
+        .credential_by_federated_link(&provider, "pysaml2-user-1")
+        .await
+        .unwrap();
+    assert_eq!(link.map(|c| c.identity), Some(identity.id));
+    assert_eq!(
+        store
+            .memberships_of_identity(identity.id)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "in City Group only"
+    );
+
+    // The same response again is refused (the request is answered, the assertion used).
+    let again = sign_in.finish(&attempt, &encoded, None).await;
+    assert!(again.is_err(), "{again:?}");
 }

@@ -5,6 +5,7 @@ mod common;
 mod idp;
 mod interop;
 mod registrations;
+mod sign_in;
 mod sign_on;
 mod sp;
 mod world;

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ciam_core::credentials::{Password, PasswordParams};
+use chrono::{DateTime, Utc};
+
+use ciam_core::credentials::{Password, PasswordParams, SecretKey};
 use ciam_core::identities::StaffRole;
 use ciam_core::ids::{IdentityId, OrganizationId};
 use ciam_core::invitations::{Acceptance, InvitationRequest};
@@ -52,12 +54,18 @@ async fn invite_and_accept(
 }
 
 pub async fn world() -> World {
+    world_at(now()).await
+}
+
+/// The world with its clock at `start`.
+pub async fn world_at(start: DateTime<Utc>) -> World {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let clock = Arc::new(FixedClock::new(now()));
+    let clock = Arc::new(FixedClock::new(start));
     let ciam = Ciam::builder()
         .store(store.clone())
         .clock(clock)
         .random(Arc::new(SeededRandom::new(11)))
+        .secret_key(SecretKey::from_bytes([5; 32]))
         .policy(Policy {
             password_params: PasswordParams::INSECURE_FAST_FOR_TESTS,
             ..Policy::default()
