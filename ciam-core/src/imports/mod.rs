@@ -179,6 +179,16 @@ struct ValidRow {
     password: Option<PasswordHashString>,
 }
 
+/// What the store holds for a row's email.
+enum Existing {
+    /// No identity has it.
+    None,
+    /// An identity that is not a member of the row's organization yet.
+    NotMember(IdentityId),
+    /// Nothing to write: the outcome is already known.
+    Settled(RowOutcome),
+}
+
 /// What the importer knows about an organization (cached for the whole import).
 #[derive(Clone)]
 enum OrgEntry {
@@ -340,8 +350,8 @@ impl<'a> Imports<'a> {
         for _ in 0..3 {
             let now = self.ctx.now();
             let mut changes = ChangeSet::new();
-            let outcome = match self.ctx.store.identity_by_email(&row.email).await? {
-                None => {
+            let outcome = match self.existing(row).await? {
+                Existing::None => {
                     let (identity, membership, credential) = self.new_person(row);
                     let id = identity.id;
                     changes.put(identity).put(membership);
@@ -351,22 +361,11 @@ impl<'a> Imports<'a> {
                     changes.event(self.chunk_event(principal, 1, 0, &[], now));
                     RowOutcome::Created(id)
                 }
-                Some(identity) if identity.status == IdentityStatus::Disabled => {
-                    return Ok(RowOutcome::Rejected(RowError::DisabledIdentity));
-                }
-                Some(identity) => {
-                    if self
-                        .ctx
-                        .store
-                        .membership_of(identity.id, row.organization)
-                        .await?
-                        .is_some()
-                    {
-                        return Ok(RowOutcome::Unchanged(identity.id));
-                    }
-                    changes.put(self.membership(identity.id, row));
+                Existing::Settled(outcome) => return Ok(outcome),
+                Existing::NotMember(identity) => {
+                    changes.put(self.membership(identity, row));
                     changes.event(self.chunk_event(principal, 0, 1, &[], now));
-                    RowOutcome::AddedToOrganization(identity.id)
+                    RowOutcome::AddedToOrganization(identity)
                 }
             };
             match self.ctx.store.commit(changes).await {
@@ -387,24 +386,34 @@ impl<'a> Imports<'a> {
     }
 
     async fn dry_run_outcome(&self, row: &ValidRow) -> Result<RowOutcome, ImportError> {
-        Ok(match self.ctx.store.identity_by_email(&row.email).await? {
-            None => RowOutcome::WouldCreate,
-            Some(identity) if identity.status == IdentityStatus::Disabled => {
-                RowOutcome::Rejected(RowError::DisabledIdentity)
-            }
-            Some(identity) => {
-                if self
-                    .ctx
-                    .store
-                    .membership_of(identity.id, row.organization)
-                    .await?
-                    .is_some()
-                {
-                    RowOutcome::Unchanged(identity.id)
-                } else {
-                    RowOutcome::WouldAdd
-                }
-            }
+        Ok(match self.existing(row).await? {
+            Existing::None => RowOutcome::WouldCreate,
+            Existing::Settled(outcome) => outcome,
+            Existing::NotMember(_) => RowOutcome::WouldAdd,
+        })
+    }
+
+    /// What the store already holds for the row's email: nobody, somebody who needs the
+    /// membership, or somebody for whom the row is settled (a member already; disabled).
+    async fn existing(&self, row: &ValidRow) -> Result<Existing, StoreError> {
+        let Some(identity) = self.ctx.store.identity_by_email(&row.email).await? else {
+            return Ok(Existing::None);
+        };
+        if identity.status == IdentityStatus::Disabled {
+            return Ok(Existing::Settled(RowOutcome::Rejected(
+                RowError::DisabledIdentity,
+            )));
+        }
+        let member = self
+            .ctx
+            .store
+            .membership_of(identity.id, row.organization)
+            .await?
+            .is_some();
+        Ok(if member {
+            Existing::Settled(RowOutcome::Unchanged(identity.id))
+        } else {
+            Existing::NotMember(identity.id)
         })
     }
 
