@@ -5,9 +5,11 @@ use std::sync::Arc;
 use ciam_core::Ciam;
 use ciam_core::clock::{Clock, RandomSource};
 use ciam_core::delivery::{DevMailbox, DevSmsOutbox, Mailer, SmsSender};
+use ciam_core::login::{OidcLogin, OidcOptions};
 use ciam_core::store::SharedStore;
 use ciam_saml::SigningKey;
 use ciam_saml::idp::{IdentityProvider, IdpConfig, KeyRing, ServiceProviderRegistry};
+use ciam_saml::sp::{SamlSignIn, SpConfig};
 
 use crate::config::Config;
 use crate::ops::Metrics;
@@ -39,6 +41,12 @@ pub struct AppState {
     pub web_keys: Arc<WebKeys>,
     /// Per-client throttling of costly endpoints.
     pub throttle: Arc<Throttle>,
+    /// The OIDC client of "Sign in with Google" and customers' OIDC providers (callback
+    /// `/signin/oidc/callback`; caches the providers' metadata).
+    pub oidc: Arc<OidcLogin>,
+    /// Sign-in at customers' SAML identity providers (our SP: entity id
+    /// `/signin/saml/metadata`, ACS `/signin/saml/acs`).
+    pub saml_sign_in: Arc<SamlSignIn>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,14 +75,24 @@ pub struct StateParts {
 }
 
 impl AppState {
-    /// Assembles the state.
-    pub fn new(config: Config, parts: StateParts) -> Self {
+    /// Assembles the state; fails only when the base URL cannot carry the OIDC callback.
+    pub fn new(config: Config, parts: StateParts) -> Result<Self, AssembleError> {
         let web_keys = Arc::new(WebKeys::from_secret(&config.secret));
+        let base = config.base_url();
+        let oidc = OidcLogin::new(OidcOptions::new(format!("{base}/signin/oidc/callback")))
+            .map_err(|error| AssembleError::Oidc(error.to_string()))?;
+        let saml_sign_in = SamlSignIn::new(
+            parts.ciam.clone(),
+            SpConfig::new(
+                format!("{base}/signin/saml/metadata"),
+                format!("{base}/signin/saml/acs"),
+            ),
+        );
         let (dev_mailbox, dev_sms) = match parts.dev {
             Some((mail, sms)) => (Some(mail), Some(sms)),
             None => (None, None),
         };
-        Self {
+        Ok(Self {
             ciam: parts.ciam,
             store: parts.store,
             config: Arc::new(config),
@@ -86,7 +104,9 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             web_keys,
             throttle: Arc::new(Throttle::default()),
-        }
+            oidc: Arc::new(oidc),
+            saml_sign_in: Arc::new(saml_sign_in),
+        })
     }
 }
 
@@ -129,6 +149,9 @@ pub enum AssembleError {
     /// The façade refused its settings.
     #[error("cannot build ciam: {0}")]
     Ciam(#[from] ciam_core::BuildError),
+    /// The OIDC client could not be set up (the callback URL is not valid).
+    #[error("cannot set up sign-in with OIDC providers: {0}")]
+    Oidc(String),
 }
 
 /// The SAML IdP's endpoints under `base_url`: entity id (the metadata URL), SSO and SLO.
@@ -183,7 +206,7 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
         KeyRing::new(saml_key),
         config.secret.derive("saml pairwise ids").to_vec(),
     ));
-    Ok(AppState::new(
+    AppState::new(
         config,
         StateParts {
             ciam,
@@ -193,5 +216,5 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
             saml_registry,
             dev,
         },
-    ))
+    )
 }

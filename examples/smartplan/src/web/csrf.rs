@@ -6,7 +6,8 @@
 //! derived from the server secret. A page gets the token through the [`Csrf`] extractor (or
 //! [`crate::web::PageContext`]); the middleware sets the cookie when the browser has none.
 //!
-//! Exempt: `/api/` (bearer API keys, no cookies), `/saml/` and `/signin/federated/` (they
+//! Exempt: `/api/` (bearer API keys, no cookies), `/saml/`, `/signin/federated/` and
+//! `/signin/saml/acs` (they
 //! receive cross-site POSTs from identity and service providers by design, and check their
 //! own signed messages). A token may also come in the `X-CSRF-Token` header.
 
@@ -54,6 +55,7 @@ pub fn is_exempt(path: &str) -> bool {
     path.starts_with("/api/")
         || path.starts_with("/saml/")
         || path.starts_with("/signin/federated/")
+        || path == "/signin/saml/acs"
 }
 
 /// The form token for the CSRF cookie value `seed` (what the hidden `csrf` field must hold).

@@ -13,7 +13,9 @@ mod support;
 
 mod api;
 mod cli;
+mod devmail;
 mod mail;
 mod ops;
 mod postgres;
+mod signin;
 mod skeleton;

@@ -379,3 +379,54 @@ pub fn csrf_in(page: &str) -> Option<String> {
     let rest = &page[at + "name=\"csrf\" value=\"".len()..];
     Some(rest[..rest.find('"')?].to_owned())
 }
+
+/// The identity and principal of the person with `email` (through a session started by the
+/// façade), for calling ciam-core as that person.
+pub async fn principal_of(
+    app: &TestApp,
+    email: &str,
+) -> (ciam_core::ids::IdentityId, ciam_core::Principal) {
+    let address = ciam_core::contact::EmailAddress::parse(email).unwrap();
+    let identity = app
+        .state
+        .store
+        .identity_by_email(&address)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no identity {email}"));
+    let started = app
+        .state
+        .ciam
+        .sessions()
+        .start(identity.id, vec![AuthMethod::Pwd])
+        .await
+        .unwrap();
+    let valid = app
+        .state
+        .ciam
+        .sessions()
+        .validate(&started.token)
+        .await
+        .unwrap();
+    (identity.id, valid.principal)
+}
+
+/// Gives the person with `email` the verified phone `phone` (the profile's SMS code flow).
+pub async fn verify_phone(app: &TestApp, email: &str, phone: &str) {
+    let (identity, principal) = principal_of(app, email).await;
+    let profile = app.state.ciam.profile();
+    profile
+        .request_phone_change(&principal, identity, phone)
+        .await
+        .unwrap();
+    let text = app.sms.latest_to(phone).unwrap().text;
+    let code = ciam_core::delivery::first_code(&text).unwrap().to_owned();
+    profile
+        .confirm_phone_change(
+            &principal,
+            identity,
+            &ciam_core::secrets::OneTimeCode::from_presented(&code),
+        )
+        .await
+        .unwrap();
+}
