@@ -331,17 +331,17 @@ pub(crate) async fn follow(
 fn in_progress(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<(AttemptToken, Progress), Response> {
+) -> Result<(AttemptToken, Progress), Box<Response>> {
     let progress = Progress::read(state, headers);
     match (login_attempt::read(headers), progress) {
         (Some(attempt), Some(progress)) => Ok((attempt, progress)),
         (_, progress) => {
             let next = progress.and_then(|p| p.next);
-            Err(redirect_with(
+            Err(Box::new(redirect_with(
                 state,
                 &signin_url(next.as_deref()),
                 Flash::info("start by entering your email address"),
-            ))
+            )))
         }
     }
 }
@@ -473,7 +473,7 @@ async fn password_page(
 ) -> Result<Response, WebError> {
     let (_, progress) = match in_progress(&state, &headers) {
         Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     show_password(&state, &ctx, &progress, None).await
 }
@@ -498,7 +498,7 @@ async fn password_submit(
 ) -> Result<Response, WebError> {
     let (attempt, progress) = match in_progress(&state, &headers) {
         Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     if form.password.is_empty() {
         let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "enter your password");
@@ -641,7 +641,7 @@ async fn code_page(
 ) -> Result<Response, WebError> {
     match in_progress(state, headers) {
         Ok((_, progress)) => show_code(state, ctx, &progress, factor, None).await,
-        Err(redirect) => Ok(redirect),
+        Err(redirect) => Ok(*redirect),
     }
 }
 
@@ -697,7 +697,7 @@ async fn code_submit(
 ) -> Result<Response, WebError> {
     let (attempt, progress) = match in_progress(state, headers) {
         Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     let login = state.ciam.login();
     let sending = factor == Factor::Sms && form.action == "send";
@@ -851,7 +851,7 @@ async fn link_page(
 ) -> Result<Response, WebError> {
     match in_progress(&state, &headers) {
         Ok((_, progress)) => show_link(&state, &ctx, &progress, None).await,
-        Err(redirect) => Ok(redirect),
+        Err(redirect) => Ok(*redirect),
     }
 }
 
@@ -863,7 +863,7 @@ async fn link_submit(
 ) -> Result<Response, WebError> {
     let (attempt, progress) = match in_progress(&state, &headers) {
         Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     if form.password.is_empty() {
         let problem = Problem::new(
