@@ -279,6 +279,11 @@ pub enum EventKind {
         /// Codes left.
         remaining: usize,
     },
+    /// The person replaced their recovery codes with new ones (the old ones stop working).
+    RecoveryCodesRenewed {
+        /// Codes issued.
+        count: usize,
+    },
     /// A chunk of the initial user import was written (one event per chunk, not per row).
     UsersImported {
         /// The chunk's number within its import run.

@@ -329,6 +329,52 @@ async fn resend_kills_the_old_link_and_revoke_and_expiry_end_it() {
 }
 
 #[tokio::test]
+async fn the_invitee_declines_with_the_token_and_the_link_stops_working() {
+    let world = World::new().await;
+    let city = world.city_group().await;
+    let invitations = world.ciam.invitations();
+    let issued = invitations
+        .invite(&world.scott, city.id, request("dee@citygroup.example"))
+        .await
+        .unwrap();
+    let token = issued.token.unwrap();
+    let unknown = ciam_core::secrets::SecretToken::from_presented("not-a-token");
+    assert!(matches!(
+        invitations.decline(&Principal::Anonymous, &unknown).await,
+        Err(InvitationError::NotFound)
+    ));
+    let declined = invitations
+        .decline(&Principal::Anonymous, &token)
+        .await
+        .unwrap();
+    assert_eq!(declined.status, InvitationStatus::Revoked);
+    assert!(declined.token_hash.is_none());
+    assert!(matches!(
+        invitations
+            .accept(&Principal::Anonymous, &token, accept_with_password())
+            .await,
+        Err(InvitationError::NotFound)
+    ));
+    assert!(matches!(
+        invitations.decline(&Principal::Anonymous, &token).await,
+        Err(InvitationError::NotFound)
+    ));
+
+    // An expired invitation cannot be declined (it is already dead).
+    let issued = invitations
+        .invite(&world.scott, city.id, request("eve@citygroup.example"))
+        .await
+        .unwrap();
+    world.clock.advance(chrono::Duration::days(7));
+    assert!(matches!(
+        invitations
+            .decline(&Principal::Anonymous, issued.token.as_ref().unwrap())
+            .await,
+        Err(InvitationError::Expired)
+    ));
+}
+
+#[tokio::test]
 async fn acceptance_needs_a_valid_password_and_name_and_works_once() {
     let world = World::new().await;
     let city = world.city_group().await;

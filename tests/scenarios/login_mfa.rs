@@ -362,6 +362,36 @@ async fn totp_enrollment_login_step_reuse_and_recovery_codes() {
             recovery_codes: 10
         }
     )));
+
+    // Renewed recovery codes replace the old ones: an old unused code stops working, a new
+    // one works. Only the person themselves may renew them.
+    assert!(matches!(
+        login.renew_recovery_codes(&world.scott, jeremy_id).await,
+        Err(LoginError::Denied(_))
+    ));
+    let renewed = login
+        .renew_recovery_codes(&jeremy, jeremy_id)
+        .await
+        .unwrap();
+    assert_eq!(renewed.len(), 10);
+    let fifth = attempt(with_password(&ciam, JEREMY, &password()).await.unwrap());
+    assert!(matches!(
+        login.verify_recovery_code(&fifth, &codes[5]).await,
+        Err(LoginError::WrongCode)
+    ));
+    signed_in(
+        login
+            .verify_recovery_code(&fifth, &renewed[0])
+            .await
+            .unwrap(),
+    );
+    assert!(
+        world
+            .events()
+            .await
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RecoveryCodesRenewed { count: 10 }))
+    );
 }
 
 #[tokio::test]

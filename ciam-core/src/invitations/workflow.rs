@@ -1004,6 +1004,25 @@ impl Invitations<'_> {
             .await
     }
 
+    /// Declines an invitation with its token (the invitee's "Decline"): it is revoked and
+    /// the link stops working. Only a pending, unexpired invitation can be declined.
+    pub async fn decline(
+        &self,
+        principal: &Principal,
+        token: &SecretToken,
+    ) -> Result<Invitation, InvitationError> {
+        authorize(principal, &Action::SelfService, &Target::Global).into_result()?;
+        let invitation = self.preview(token).await?;
+        let org = self
+            .ctx
+            .store
+            .organization(invitation.organization)
+            .await?
+            .ok_or(InvitationError::UnknownOrganization)?;
+        self.transition(principal, invitation, &org, InvitationTransition::Revoke)
+            .await
+    }
+
     /// Refuses an invitation held for review (back office): it is revoked without ever being
     /// sent. Only held invitations can be refused; a sent one is revoked with [`Self::revoke`].
     pub async fn refuse(

@@ -329,6 +329,46 @@ impl Login<'_> {
         Ok(codes)
     }
 
+    /// Replaces the signed-in person's recovery codes with 10 new ones (shown once); the old
+    /// ones stop working. Needs a confirmed authenticator app.
+    pub async fn renew_recovery_codes(
+        &self,
+        principal: &Principal,
+        identity: IdentityId,
+    ) -> Result<Vec<RecoveryCode>, LoginError> {
+        authorize_self(principal, identity)?;
+        let ctx = self.ctx;
+        let now = ctx.now();
+        let credentials = ctx.store.credentials_of_identity(identity).await?;
+        if confirmed_totp(&credentials).is_none() {
+            return Err(LoginError::NoPendingEnrollment);
+        }
+        let codes = generate_recovery_codes(ctx);
+        let mut changes = ChangeSet::new();
+        if let Some(old) = recovery_credential(&credentials) {
+            changes.delete(RecordRef::Credential(old.id, old.version));
+        }
+        changes.put(Credential {
+            id: CredentialId::generate(ctx.random.as_ref()),
+            version: 0,
+            identity,
+            kind: CredentialKind::RecoveryCodes {
+                hashes: codes.iter().map(RecoveryCode::hash).collect(),
+            },
+            created_at: now,
+            updated_at: now,
+        });
+        changes.event(ctx.event(
+            &principal.actor(),
+            None,
+            Some(identity),
+            EventKind::RecoveryCodesRenewed { count: codes.len() },
+            now,
+        ));
+        ctx.store.commit(changes).await?;
+        Ok(codes)
+    }
+
     /// Checks a code from the authenticator app in a login attempt.
     pub async fn verify_totp(
         &self,
