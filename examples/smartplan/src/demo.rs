@@ -6,12 +6,13 @@
 //! - SmartPlan (the provider organization) with **Scott Long**, account manager, and
 //!   **Betty Office**, back office;
 //! - **City Group, Inc.** (CRM account `ACC-1001`, domain `citygroup.example`) with the active
-//!   contract `CON-2001` covering SmartPlan Application;
+//!   contract `CON-2001` covering SmartPlan Application; with
+//!   [`SeedOptions::city_group_requires_mfa`] its members must use a second factor;
 //! - **Jeremy Mills**, City Group's contact person: by default *not yet invited* (the story in
 //!   the browser starts with Scott inviting him); [`JeremyAs::ContactPerson`] seeds him as an
 //!   active contact person with the demo password instead (page tests use it);
 //! - **KOKO Media Inc.**, registered by **Karl Kearnes** (email verified), waiting for back
-//!   office approval;
+//!   office approval (unless [`SeedOptions::without_koko_registration`]);
 //! - a lead: **Lena Lead** (`LEAD-77`), invited by the CRM into City Group.
 //!
 //! Every account that can sign in uses [`DEMO_PASSWORD`].
@@ -25,7 +26,9 @@ use ciam_core::delivery::{DevMailbox, first_code};
 use ciam_core::identities::StaffRole;
 use ciam_core::ids::{IdentityId, OrganizationId};
 use ciam_core::invitations::{Acceptance, InvitationRequest};
-use ciam_core::organizations::{ContractStatus, ContractUpsert, OrgKind, OrganizationUpsert};
+use ciam_core::organizations::{
+    ContractStatus, ContractUpsert, OrgKind, OrgPolicy, OrganizationUpsert,
+};
 use ciam_core::registrations::{OrgRegistrationForm, RequestStatus};
 use ciam_core::secrets::OneTimeCode;
 use ciam_core::services::{BusinessRoleDefinition, ServiceDefinition};
@@ -69,6 +72,12 @@ pub enum JeremyAs {
 pub struct SeedOptions {
     /// How Jeremy Mills is seeded.
     pub jeremy: JeremyAs,
+    /// City Group requires a second factor of every member at sign-in (`smartplan demo` sets
+    /// it; off by default so that page tests sign in with a password alone).
+    pub city_group_requires_mfa: bool,
+    /// Seed no KOKO Media registration (`smartplan demo --without-koko-registration`: the
+    /// browser story registers KOKO Media itself).
+    pub without_koko_registration: bool,
 }
 
 /// The seeded cast, by id.
@@ -263,6 +272,21 @@ pub async fn seed(
         )
         .await
         .map_err(at("City Group contract"))?;
+    if options.city_group_requires_mfa && !city.policy.require_mfa {
+        ciam.organizations()
+            .configure(
+                &system,
+                city.id,
+                city.join_code.clone(),
+                city.branding.clone(),
+                OrgPolicy {
+                    require_mfa: true,
+                    ..city.policy.clone()
+                },
+            )
+            .await
+            .map_err(at("City Group requires MFA"))?;
+    }
 
     let jeremy = match options.jeremy {
         JeremyAs::NotYetInvited => None,
@@ -326,7 +350,7 @@ pub async fn seed(
     let registered = pending
         .iter()
         .any(|registration| registration.applicant.email.same_as(&karl_email));
-    if !karl_exists && !registered {
+    if !options.without_koko_registration && !karl_exists && !registered {
         let registration = ciam
             .registrations()
             .register_organization(

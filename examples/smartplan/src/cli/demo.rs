@@ -26,6 +26,9 @@ pub struct DemoArgs {
     /// Where SmartPlan Application (the demo SAML service provider) listens.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub app_listen: SocketAddr,
+    /// Seed no KOKO Media registration (the browser story registers KOKO Media itself).
+    #[arg(long)]
+    pub without_koko_registration: bool,
 }
 
 /// Why the demo stopped.
@@ -106,7 +109,12 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .dev_mailbox
         .clone()
         .unwrap_or_else(|| Arc::new(ciam_core::delivery::DevMailbox::default()));
-    demo::seed(&state.ciam, &mailbox, SeedOptions::default()).await?;
+    let seed = SeedOptions {
+        city_group_requires_mfa: true,
+        without_koko_registration: args.without_koko_registration,
+        ..SeedOptions::default()
+    };
+    demo::seed(&state.ciam, &mailbox, seed).await?;
 
     let application = smartplan_application(&state, args.app_listen).await?;
     let app_listener = super::server::bind(args.app_listen).await?;

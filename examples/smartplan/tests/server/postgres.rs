@@ -87,6 +87,7 @@ async fn node(url: &str, seed: bool) -> support::TestApp {
         backend: Backend::Store(store),
         seed: seed.then_some(smartplan::demo::SeedOptions {
             jeremy: smartplan::demo::JeremyAs::ContactPerson,
+            ..smartplan::demo::SeedOptions::default()
         }),
         ..Options::default()
     })

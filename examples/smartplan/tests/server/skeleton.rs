@@ -144,6 +144,7 @@ async fn the_cast_is_seeded_on_sqlite_and_seeding_twice_changes_nothing() {
         &app.mail,
         smartplan::demo::SeedOptions {
             jeremy: smartplan::demo::JeremyAs::ContactPerson,
+            ..smartplan::demo::SeedOptions::default()
         },
     )
     .await

@@ -79,6 +79,7 @@ impl Default for Options {
             backend: Backend::Memory,
             seed: Some(SeedOptions {
                 jeremy: JeremyAs::ContactPerson,
+                ..SeedOptions::default()
             }),
             demo: true,
             base_url: BASE_URL.to_owned(),
