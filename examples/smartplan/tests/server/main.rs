@@ -11,11 +11,14 @@
 
 mod support;
 
+mod account;
 mod api;
 mod cli;
 mod devmail;
+mod invitations;
 mod mail;
 mod ops;
 mod postgres;
+mod registration;
 mod signin;
 mod skeleton;
