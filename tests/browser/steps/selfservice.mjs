@@ -37,6 +37,7 @@ export async function acceptInvitation(ctx, { givenName, familyName, password })
   if (familyName) await page.getByLabel('Family name').fill(familyName);
   await page.getByLabel('Choose a password').fill(password);
   await page.getByLabel('Type the password again').fill(password);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await ctx.shot(page, 'invitation-acceptance');
   await page.getByRole('button', { name: 'Accept and join' }).click();
   await page.waitForURL((url) => url.pathname === '/account' || url.pathname === '/account/phone');
@@ -88,6 +89,7 @@ export async function registerOrganization(ctx, { organization, givenName, famil
   if (phone) await page.getByLabel('Mobile phone').fill(phone);
   await page.getByLabel('Choose a password').fill(password);
   await page.getByLabel('Type the password again').fill(password);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await ctx.shot(page, 'registration');
   await page.getByRole('button', { name: 'Register' }).click();
   await page.waitForURL(/\/register\/verify\?registration=/);
