@@ -156,7 +156,7 @@ pub(super) async fn sessions_page(
         .list(&me.principal, me.user.identity)
         .await?;
     sessions.retain(|session| session.is_live(now));
-    sessions.sort_by(|a, b| b.last_seen_at.cmp(&a.last_seen_at));
+    sessions.sort_by_key(|session| std::cmp::Reverse(session.last_seen_at));
     let rows: Vec<SessionRow> = sessions
         .iter()
         .map(|session| SessionRow {
