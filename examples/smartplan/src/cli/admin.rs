@@ -115,9 +115,14 @@ pub enum AdminError {
     /// SAML registrations.
     #[error("saml: {0}")]
     Saml(String),
+    /// The user import.
+    #[error(transparent)]
+    Import(#[from] super::import::ImportCommandError),
 }
 
-fn ciam_for(config: &crate::Config, store: SharedStore) -> Result<ciam_core::Ciam, AdminError> {
+/// The façade on `store` with the configuration's secret and policy (for commands that call
+/// the library as the system).
+pub fn ciam_for(config: &crate::Config, store: SharedStore) -> Result<ciam_core::Ciam, AdminError> {
     Ok(ciam_core::Ciam::builder()
         .store(store)
         .clock(Arc::new(SystemClock))

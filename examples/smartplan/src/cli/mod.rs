@@ -1,8 +1,10 @@
-//! The command line: `smartplan demo | serve | story | migrate | api-key | webhook | saml`.
+//! The command line: `smartplan demo | serve | story | migrate | import | api-key | webhook |
+//! saml`.
 //! Each subcommand has its own module; [`main`] parses and dispatches.
 
 pub mod admin;
 pub mod demo;
+pub mod import;
 pub mod serve;
 pub mod server;
 
@@ -29,6 +31,15 @@ pub enum Command {
     Serve(serve::ConfigArgs),
     /// Apply pending database migrations.
     Migrate(serve::ConfigArgs),
+    /// Import users from a CSV or JSON file (streaming; a per-row report; nothing half-imported).
+    Import {
+        /// The configuration.
+        #[command(flatten)]
+        config: serve::ConfigArgs,
+        /// What to import.
+        #[command(flatten)]
+        import: import::ImportArgs,
+    },
     /// Manage API keys of integrations (the CRM).
     #[command(name = "api-key")]
     ApiKey {
@@ -87,6 +98,17 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => report(demo::run(args).await),
         Command::Serve(args) => report(serve::run(args).await),
         Command::Migrate(args) => report(admin::migrate(args).await),
+        Command::Import { config, import } => {
+            let result = async {
+                let (config, store) = admin::store_of(&config).await?;
+                let ciam = admin::ciam_for(&config, store)?;
+                import::run(&ciam, &import, &mut std::io::stdout())
+                    .await
+                    .map_err(admin::AdminError::from)
+            }
+            .await;
+            report(result.map(|_| ()))
+        }
         Command::ApiKey { config, command } => {
             let result = async {
                 let (_, store) = admin::store_of(&config).await?;

@@ -15,6 +15,7 @@ mod account;
 mod api;
 mod cli;
 mod devmail;
+mod import;
 mod invitations;
 mod mail;
 mod ops;
