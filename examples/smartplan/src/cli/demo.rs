@@ -177,13 +177,16 @@ pub async fn smartplan_application(
         .saml
         .metadata(false, None)
         .map_err(|e| DemoError::App(e.to_string()))?;
-    let config = smartplan_app::AppConfig::new(format!("http://{listen}"), idp_metadata);
+    let mut config = smartplan_app::AppConfig::new(format!("http://{listen}"), idp_metadata);
+    // "Open SmartPlan Application" on MySmartPlan signs in by IdP-initiated sign-on.
+    config.allow_idp_initiated = true;
     let application =
         smartplan_app::AppState::new(config, Arc::new(SystemClock), Arc::new(OsRandom))
             .map_err(|e| DemoError::App(e.to_string()))?;
     let registrations = ServiceProviderRegistrations::new(state.ciam.clone());
     let options = ServiceProviderOptions {
         service_key: Some(demo::APP_SERVICE.to_owned()),
+        allow_idp_initiated: true,
         ..ServiceProviderOptions::default()
     };
     let metadata = application.sp_metadata();

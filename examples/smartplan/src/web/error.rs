@@ -524,3 +524,69 @@ impl WebError {
         self
     }
 }
+
+impl From<ciam_saml::idp::RegistryError> for WebError {
+    fn from(error: ciam_saml::idp::RegistryError) -> Self {
+        Self::unavailable(error)
+    }
+}
+
+impl From<ciam_saml::idp::RequestError> for WebError {
+    fn from(error: ciam_saml::idp::RequestError) -> Self {
+        use ciam_saml::idp::RequestError;
+        match error {
+            RequestError::Registry(error) => error.into(),
+            RequestError::TooLarge => Self::payload_too_large(256 * 1024)
+                .with_message("the sign-in request from the application is too large"),
+            RequestError::UnknownIssuer => Self::bad_request(
+                "saml_unknown_application",
+                "the application that sent you here is not registered with SmartPlan",
+            ),
+            other => Self::bad_request(
+                "saml_request_refused",
+                format!("the sign-in request from the application was refused: {other}"),
+            ),
+        }
+    }
+}
+
+impl From<ciam_saml::idp::SignOnError> for WebError {
+    fn from(error: ciam_saml::idp::SignOnError) -> Self {
+        use ciam_saml::idp::SignOnError;
+        match error {
+            SignOnError::Store(error) => error.into(),
+            SignOnError::NoAccess | SignOnError::NoOrganization | SignOnError::InactiveIdentity => {
+                Self::forbidden(error.to_string())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ciam_saml::idp::IssueError> for WebError {
+    fn from(error: ciam_saml::idp::IssueError) -> Self {
+        use ciam_saml::idp::IssueError;
+        match error {
+            IssueError::UnsolicitedNotAllowed => {
+                Self::forbidden("this application can only be opened from its own sign-in button")
+            }
+            IssueError::NoEmail => Self::invalid("your account has no email address"),
+            IssueError::NoEndpoint => Self::bad_request(
+                "saml_no_endpoint",
+                "the application has no address registered for this message",
+            ),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ciam_saml::idp::LogoutError> for WebError {
+    fn from(error: ciam_saml::idp::LogoutError) -> Self {
+        use ciam_saml::idp::LogoutError;
+        match error {
+            LogoutError::Session(error) => error.into(),
+            LogoutError::Store(error) => error.into(),
+            other => Self::bad_request("saml_logout_refused", other.to_string()),
+        }
+    }
+}

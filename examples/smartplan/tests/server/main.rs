@@ -21,5 +21,6 @@ mod mail;
 mod ops;
 mod postgres;
 mod registration;
+mod saml;
 mod signin;
 mod skeleton;

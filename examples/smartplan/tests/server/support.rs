@@ -236,6 +236,17 @@ impl Client {
         }
     }
 
+    /// A client of another router (the SmartPlan Application SP, or the app built on a
+    /// changed state); `state` gives the CSRF key.
+    pub fn for_router(router: Router, state: &AppState) -> Self {
+        Self {
+            router,
+            state: state.clone(),
+            jar: BTreeMap::new(),
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 50000)),
+        }
+    }
+
     fn cookie_header(&self) -> Option<String> {
         (!self.jar.is_empty()).then(|| {
             self.jar
@@ -430,4 +441,81 @@ pub async fn verify_phone(app: &TestApp, email: &str, phone: &str) {
         )
         .await
         .unwrap();
+}
+
+/// Invites a person into `organization` as the system and accepts for them with the demo
+/// password; returns the identity.
+pub async fn add_person(
+    app: &TestApp,
+    organization: ciam_core::ids::OrganizationId,
+    request: ciam_core::invitations::InvitationRequest,
+) -> ciam_core::ids::IdentityId {
+    let issued = app
+        .state
+        .ciam
+        .invitations()
+        .invite(&ciam_core::Principal::System, organization, request)
+        .await
+        .unwrap();
+    let accepted = app
+        .state
+        .ciam
+        .invitations()
+        .accept(
+            &ciam_core::Principal::Anonymous,
+            &issued.token.unwrap(),
+            ciam_core::invitations::Acceptance {
+                password: Some(ciam_core::credentials::Password::new(
+                    smartplan::demo::DEMO_PASSWORD,
+                )),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    accepted.identity.id
+}
+
+/// A person with `email` and names, as an invitation request.
+pub fn person(email: &str, given: &str, family: &str) -> ciam_core::invitations::InvitationRequest {
+    ciam_core::invitations::InvitationRequest {
+        email: email.to_owned(),
+        given_name: Some(given.to_owned()),
+        family_name: Some(family.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// A verified join request of `email` into the organization of its email domain (waiting for
+/// the contact person's approval).
+pub async fn join_request(app: &TestApp, email: &str) -> ciam_core::registrations::JoinRequest {
+    use ciam_core::registrations::{JoinRequestForm, JoinTarget};
+    let request = app
+        .state
+        .ciam
+        .registrations()
+        .request_to_join(
+            &ciam_core::Principal::Anonymous,
+            JoinRequestForm {
+                target: JoinTarget::EmailDomain,
+                email: email.to_owned(),
+                given_name: "Jo".to_owned(),
+                family_name: "Joiner".to_owned(),
+                phone: None,
+                password: ciam_core::credentials::Password::new(smartplan::demo::DEMO_PASSWORD),
+            },
+        )
+        .await
+        .unwrap();
+    let message = app.mail.latest_to(email).expect("a verification mail");
+    let code = ciam_core::delivery::first_code(&message.text).expect("a code");
+    app.state
+        .ciam
+        .registrations()
+        .verify_join_request(
+            request.id,
+            &ciam_core::secrets::OneTimeCode::from_presented(code),
+        )
+        .await
+        .unwrap()
 }
