@@ -13,12 +13,14 @@ mod support;
 
 mod account;
 mod api;
+mod backoffice;
 mod cli;
 mod devmail;
 mod import;
 mod invitations;
 mod mail;
 mod ops;
+mod orgadmin;
 mod postgres;
 mod registration;
 mod saml;
