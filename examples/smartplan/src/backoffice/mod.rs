@@ -879,22 +879,23 @@ async fn held_invitations(
     let mut names: BTreeMap<OrganizationId, String> = BTreeMap::new();
     let mut rows = Vec::new();
     for invitation in &held {
-        if !names.contains_key(&invitation.organization) {
-            let name = state
-                .store
-                .organization(invitation.organization)
-                .await?
-                .map(|org| org.name)
-                .unwrap_or_default();
-            names.insert(invitation.organization, name);
-        }
+        let organization = match names.get(&invitation.organization) {
+            Some(name) => name.clone(),
+            None => {
+                let name = state
+                    .store
+                    .organization(invitation.organization)
+                    .await?
+                    .map(|org| org.name)
+                    .unwrap_or_default();
+                names.insert(invitation.organization, name.clone());
+                name
+            }
+        };
         rows.push(HeldRow {
             base: format!("/backoffice/invitations/{}", invitation.id),
             email: invitation.email.to_string(),
-            organization: names
-                .get(&invitation.organization)
-                .cloned()
-                .unwrap_or_default(),
+            organization,
             kind: invitation_kind(invitation),
             created: invitation
                 .created_at
