@@ -162,10 +162,10 @@ async fn organizations_are_listed_searched_and_shown() {
 
 #[tokio::test]
 async fn scott_invites_jeremy_as_city_groups_contact_person() {
-    let mut seed = SeedOptions::default();
-    seed.jeremy = JeremyAs::NotYetInvited;
     let app = build(Options {
-        seed: Some(seed),
+        seed: Some(SeedOptions {
+            jeremy: JeremyAs::NotYetInvited,
+        }),
         ..Options::default()
     })
     .await;
