@@ -165,6 +165,7 @@ async fn scott_invites_jeremy_as_city_groups_contact_person() {
     let app = build(Options {
         seed: Some(SeedOptions {
             jeremy: JeremyAs::NotYetInvited,
+            ..SeedOptions::default()
         }),
         ..Options::default()
     })
