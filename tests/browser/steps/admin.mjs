@@ -53,6 +53,7 @@ export async function scottInvitesJeremy(ctx) {
   await page.getByLabel("Contact person's email").fill(JEREMY);
   await page.getByLabel('Given name').fill('Jeremy');
   await page.getByLabel('Family name').fill('Mills');
+  await page.getByRole('checkbox', { name: 'Energy manager' }).check();
   await page.getByRole('button', { name: 'Send invitation' }).click();
   await expectText(page, `${JEREMY} is invited as the contact person of ${CITY_GROUP}`, 'the invitation is confirmed');
   await expectText(page, 'Contact person', 'the invitation is listed');

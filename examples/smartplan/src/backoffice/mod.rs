@@ -413,6 +413,27 @@ struct ContactPersonForm {
     given_name: String,
     #[serde(default)]
     family_name: String,
+    /// The business-role checkboxes (`role_{key}`).
+    #[serde(flatten)]
+    roles: std::collections::HashMap<String, String>,
+}
+
+/// A business-role checkbox of the "Invite contact person" form.
+#[derive(Clone, Debug)]
+pub struct RoleBox {
+    field: String,
+    label: String,
+    checked: bool,
+}
+
+fn role_field(role: &ciam_core::services::BusinessRole) -> String {
+    format!("role_{}", role.key)
+}
+
+fn role_ticked(form: &ContactPersonForm, role: &ciam_core::services::BusinessRole) -> bool {
+    form.roles
+        .get(&role_field(role))
+        .is_some_and(|value| !value.is_empty())
 }
 
 #[derive(Template)]
@@ -430,6 +451,7 @@ struct OrganizationPage {
     members: Vec<StaffMemberRow>,
     invitations: Vec<StaffInvitationRow>,
     may_invite: bool,
+    roles: Vec<RoleBox>,
     form: ContactPersonForm,
     errors: FieldErrors,
     admin_href: String,
@@ -506,6 +528,17 @@ async fn organization_page(
         members,
         invitations,
         may_invite: may_invite_contact(access),
+        roles: state
+            .store
+            .business_roles()
+            .await?
+            .iter()
+            .map(|role| RoleBox {
+                field: role_field(role),
+                label: role.name.clone(),
+                checked: role_ticked(&form, role),
+            })
+            .collect(),
         form,
         errors,
         admin_href: access.href(""),
@@ -580,6 +613,14 @@ async fn invite_contact_person(
             given_name: optional(&form.given_name),
             family_name: optional(&form.family_name),
             contact_person: true,
+            business_roles: state
+                .store
+                .business_roles()
+                .await?
+                .iter()
+                .filter(|role| role_ticked(&form, role))
+                .map(|role| role.key.clone())
+                .collect(),
             ..InvitationRequest::default()
         };
         match state

@@ -194,6 +194,7 @@ async fn scott_invites_jeremy_as_city_groups_contact_person() {
                 ("email", JEREMY),
                 ("given_name", "Jeremy"),
                 ("family_name", "Mills"),
+                ("role_energy-manager", "on"),
             ],
         )
         .await;
@@ -211,6 +212,20 @@ async fn scott_invites_jeremy_as_city_groups_contact_person() {
         .find(|i| i.email.as_str() == JEREMY)
         .unwrap();
     assert_eq!(jeremy.kind, InvitationKind::ContactPerson);
+    // The ticked business role comes with the invitation.
+    let energy_manager = app
+        .state
+        .store
+        .business_roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|role| role.key == "energy-manager")
+        .unwrap();
+    assert_eq!(
+        jeremy.business_roles.iter().collect::<Vec<_>>(),
+        vec![&energy_manager.id]
+    );
 
     // Twice: a clear message, no second invitation.
     let again = scott.post_form(&path, &[("email", JEREMY)]).await;

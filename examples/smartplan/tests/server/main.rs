@@ -14,6 +14,7 @@ mod support;
 mod account;
 mod api;
 mod backoffice;
+mod browser;
 mod cli;
 mod devmail;
 mod import;
