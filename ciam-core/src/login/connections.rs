@@ -343,6 +343,17 @@ impl Federation<'_> {
         )?))
     }
 
+    /// Whether `sealed` holds `secret` (constant-time; false when it cannot be opened with
+    /// this deployment's key). Lets a host that configures a provider from a file tell whether
+    /// the stored secret is still the configured one without ever reading it out.
+    pub fn sealed_client_secret_is(
+        &self,
+        sealed: &SealedClientSecret,
+        secret: &ClientSecret,
+    ) -> bool {
+        Self::open_client_secret(self.ctx, sealed).is_ok_and(|stored| &stored == secret)
+    }
+
     /// Opens a sealed client secret (to call the provider's token endpoint).
     pub(crate) fn open_client_secret(
         ctx: &Context,

@@ -52,6 +52,9 @@ pub enum ServeCommandError {
     /// SMS gateway.
     #[error("sms: {0}")]
     Sms(String),
+    /// The `[google]` connection could not be stored.
+    #[error("google sign-in: {0}")]
+    Google(String),
     /// Webhooks.
     #[error(transparent)]
     Webhooks(#[from] crate::webhooks::WebhookSetupError),
@@ -126,6 +129,12 @@ pub async fn run(args: ConfigArgs) -> Result<(), ServeCommandError> {
         delivery: Delivery::Real { mailer, sms },
     })?;
     state.metrics = metrics;
+    if let Some(google) = &state.config.google {
+        let change = crate::signin::federation::store_google_connection(&state.ciam, google)
+            .await
+            .map_err(|e| ServeCommandError::Google(e.to_string()))?;
+        tracing::info!(?change, "google sign-in configured");
+    }
     let shared: ciam_core::store::SharedStore = store.clone();
     let endpoints = crate::webhooks::endpoints(&shared, &secret, &configured_webhooks).await?;
     let dispatchers = crate::webhooks::dispatchers(&state.ciam, &endpoints)?;

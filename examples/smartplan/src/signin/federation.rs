@@ -55,6 +55,72 @@ async fn continue_script() -> Response {
     response
 }
 
+/// What [`store_google_connection`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoogleConnectionChange {
+    /// No Google connection was stored: added.
+    Added,
+    /// The stored one had another client id or secret: replaced (its other settings kept).
+    Updated,
+    /// The stored one is the configured one: nothing written.
+    Unchanged,
+}
+
+/// Makes the stored Google connection match the `[google]` configuration, so that "Sign in
+/// with Google" works from configuration alone (`smartplan serve` calls it at start-up).
+/// Acts as the system; writes only when something changed, so restarts leave no audit noise.
+pub async fn store_google_connection(
+    ciam: &ciam_core::Ciam,
+    google: &crate::config::GoogleConfig,
+) -> Result<GoogleConnectionChange, ciam_core::login::FederationError> {
+    use ciam_core::login::{ClientSecret, IdentityProviderConnection, OidcClientSettings};
+    let providers = ciam.identity_providers();
+    let secret = ClientSecret::new(google.client_secret.expose());
+    let system = ciam_core::Principal::System;
+    let stored = providers.connection(GOOGLE_ISSUER).await?;
+    match stored {
+        None => {
+            let settings = OidcClientSettings::google(
+                &google.client_id,
+                providers.seal_client_secret(&secret)?,
+            );
+            providers
+                .add_connection(
+                    &system,
+                    GOOGLE_ISSUER,
+                    None,
+                    IdentityProviderConnection::oidc("Google", settings),
+                )
+                .await?;
+            Ok(GoogleConnectionChange::Added)
+        }
+        Some(stored) => {
+            let current = stored.connection.oidc.as_ref().is_some_and(|oidc| {
+                oidc.client_id == google.client_id
+                    && providers.sealed_client_secret_is(&oidc.client_secret, &secret)
+            });
+            if current {
+                return Ok(GoogleConnectionChange::Unchanged);
+            }
+            let mut connection = stored.connection.clone();
+            let sealed = providers.seal_client_secret(&secret)?;
+            match connection.oidc.as_mut() {
+                Some(oidc) => {
+                    oidc.client_id = google.client_id.clone();
+                    oidc.client_secret = sealed;
+                }
+                None => {
+                    connection.oidc = Some(OidcClientSettings::google(&google.client_id, sealed));
+                }
+            }
+            providers
+                .update_connection(&system, GOOGLE_ISSUER, stored.version, connection)
+                .await?;
+            Ok(GoogleConnectionChange::Updated)
+        }
+    }
+}
+
 /// Whether a Google connection is stored (the "Sign in with Google" button is shown then).
 pub async fn google_configured(state: &AppState) -> Result<bool, WebError> {
     Ok(state

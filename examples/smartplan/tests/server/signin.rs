@@ -956,3 +956,57 @@ async fn password_sign_in_and_sms_work_on_sqlite() {
     let done = jeremy.post_form("/signin/sms", &[("code", &code)]).await;
     assert_eq!(done.location(), Some("/account"));
 }
+
+#[tokio::test]
+async fn the_google_configuration_is_stored_once_and_shows_the_button() {
+    use smartplan::config::{GoogleConfig, Redacted};
+    use smartplan::signin::federation::{GoogleConnectionChange, store_google_connection};
+
+    let app = support::app_default().await;
+    let page = app.client().get("/signin").await;
+    assert!(!page.body.contains("Sign in with Google"));
+    assert_eq!(
+        app.client().get("/signin/google").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let google = GoogleConfig {
+        client_id: "smartplan.apps.googleusercontent.com".into(),
+        client_secret: Redacted::new("first-secret"),
+    };
+    let store = |config: GoogleConfig| {
+        let ciam = app.state.ciam.clone();
+        async move { store_google_connection(&ciam, &config).await.unwrap() }
+    };
+    assert_eq!(store(google.clone()).await, GoogleConnectionChange::Added);
+    let page = app.client().get("/signin").await;
+    assert!(page.body.contains("Sign in with Google"), "{}", page.body);
+
+    // A restart with the same configuration writes nothing; a new secret replaces the old one.
+    assert_eq!(
+        store(google.clone()).await,
+        GoogleConnectionChange::Unchanged
+    );
+    let rotated = GoogleConfig {
+        client_secret: Redacted::new("second-secret"),
+        ..google.clone()
+    };
+    assert_eq!(
+        store(rotated.clone()).await,
+        GoogleConnectionChange::Updated
+    );
+    assert_eq!(store(rotated).await, GoogleConnectionChange::Unchanged);
+    let stored = app
+        .state
+        .ciam
+        .identity_providers()
+        .connection(ciam_core::login::GOOGLE_ISSUER)
+        .await
+        .unwrap()
+        .unwrap();
+    let body = serde_json::to_string(&stored.connection).unwrap();
+    assert!(
+        !body.contains("second-secret"),
+        "the secret is stored sealed"
+    );
+}
