@@ -35,6 +35,10 @@ use crate::login::federated::FederatedClaims;
 use crate::login::flow::{open, seal};
 use crate::login::{AttemptToken, Login, LoginError, LoginStep};
 
+/// How far in the future an ID token's issue time (`iat`) may be, in seconds, for clocks that
+/// differ a little between the provider and us.
+pub const MAX_ISSUE_TIME_SKEW_SECONDS: i64 = 300;
+
 /// How the OIDC client behaves.
 #[derive(Clone, Debug)]
 pub struct OidcOptions {
@@ -333,12 +337,22 @@ impl Login<'_> {
             .map_err(|error| OidcError::TokenExchange(error_chain(&error)))?;
         let id_token = token.id_token().ok_or(OidcError::MissingIdToken)?;
         let clock = ctx.clock.clone();
+        let issue_clock = ctx.clock.clone();
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs(settings.allowed_algs.iter().copied().map(algorithm))
             // The issuer is compared below (Google's tokens may say `accounts.google.com`).
             .require_issuer_match(false)
-            .set_time_fn(move || clock.now());
+            .set_time_fn(move || clock.now())
+            // A token issued in the future (beyond a small clock skew) is refused.
+            .set_issue_time_verifier_fn(move |issued_at| {
+                let latest = issue_clock.now() + Duration::seconds(MAX_ISSUE_TIME_SKEW_SECONDS);
+                if issued_at > latest {
+                    Err(format!("issued at {issued_at}, in the future"))
+                } else {
+                    Ok(())
+                }
+            });
         let invalid = |why: String| LoginError::Oidc(OidcError::InvalidIdToken(why));
         let claims = id_token
             .claims(&verifier, &Nonce::new(request.nonce.clone()))

@@ -285,3 +285,31 @@ async fn a_callback_with_a_wrong_state_changes_nothing_and_says_why() {
     assert_eq!(genuine.location(), Some("/account"), "{genuine:?}");
     assert!(client.jar.contains_key("smartplan_session"));
 }
+
+#[tokio::test]
+async fn an_id_token_issued_in_the_future_by_our_clock_is_refused() {
+    let Some(issuer) =
+        city_issuer_or_skip("an_id_token_issued_in_the_future_by_our_clock_is_refused")
+    else {
+        return;
+    };
+    let app = app_with_city_idp(&issuer).await;
+    let mut client = app.client();
+    let authorization_url = start_at_city_idp(&mut client, &issuer).await;
+    let callback = browser_at_idp(&authorization_url, "anna").await;
+    // Our clock an hour behind the provider's: its token looks issued an hour from now.
+    app.clock
+        .set(SystemClock.now() - chrono::Duration::hours(1));
+    let response = client.get(&callback).await;
+    // The provider's answer cannot be verified: 502, in plain words, nobody signed in.
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY, "{response:?}");
+    assert!(
+        response
+            .body
+            .contains("the sign-in at your identity provider could not be verified"),
+        "{}",
+        response.body
+    );
+    assert!(!client.jar.contains_key("smartplan_session"));
+    assert!(client.get("/account").await.status.is_redirection());
+}
