@@ -4,15 +4,12 @@
 //! redirects back-channel calls. The browser leg is driven with reqwest against the provider's
 //! development interactions (login form, automatic consent).
 //!
-//! The harness copies the peer into the cargo target directory and runs `npm ci` there when
-//! `node_modules` is missing. Without node, npm or the npm registry the tests fail when
+//! The harness (`ciam_tests::oidc_peer`, shared with the SmartPlan server's tests) copies the
+//! peer into the cargo target directory and runs `npm ci` there when `node_modules` is missing. Without node, npm or the npm registry the tests fail when
 //! `CI=true` and print a skip message otherwise.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use ciam_core::Clock as _;
 use ciam_core::events::EventKind;
@@ -39,64 +36,10 @@ struct Peer {
     redirector: String,
 }
 
-/// The peer process, kept for the life of the test binary: it stops when its standard input
-/// closes, that is when this process exits.
-static CHILD: Mutex<Option<Child>> = Mutex::new(None);
-
-fn peer_dir() -> Result<PathBuf, String> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc-peer");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-peer");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let mut changed = false;
-    for file in ["package.json", "package-lock.json", "peer.mjs"] {
-        let wanted = std::fs::read(source.join(file)).map_err(|e| format!("read {file}: {e}"))?;
-        if std::fs::read(dir.join(file)).ok().as_ref() != Some(&wanted) {
-            changed |= file != "peer.mjs";
-            std::fs::write(dir.join(file), wanted).map_err(|e| format!("write {file}: {e}"))?;
-        }
-    }
-    if changed || !dir.join("node_modules/oidc-provider/package.json").exists() {
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| format!("npm: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "npm ci failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    Ok(dir)
-}
-
 fn start_peer() -> Result<Peer, String> {
-    let dir = peer_dir()?;
-    // The peer's log (warnings, errors) for diagnosis.
-    let log = std::fs::File::create(dir.join("peer.log")).map_err(|e| format!("log: {e}"))?;
-    let mut child = Command::new("node")
-        .arg("peer.mjs")
-        .arg(REDIRECT_URI)
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("node: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| format!("read peer: {e}"))?;
-    let ready = line
-        .trim()
-        .strip_prefix("READY ")
-        .ok_or_else(|| format!("the OIDC peer did not start: {line:?}"))?;
-    let urls: BTreeMap<String, String> =
-        serde_json::from_str(ready).map_err(|e| format!("peer said {ready}: {e}"))?;
-    *CHILD.lock().unwrap() = Some(child);
-    let get = |name: &str| urls.get(name).cloned().ok_or(format!("no {name}"));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-peer");
+    let issuers = ciam_tests::oidc_peer::start(&dir, REDIRECT_URI)?;
+    let get = |name: &str| issuers.get(name).cloned().ok_or(format!("no {name}"));
     Ok(Peer {
         google: get("google")?,
         city: get("city")?,
@@ -106,24 +49,9 @@ fn start_peer() -> Result<Peer, String> {
 }
 
 /// The running peer, or `None` (skip) outside CI when node or npm is missing.
-#[expect(
-    clippy::panic,
-    reason = "test helper: an unexpected answer is a failed test"
-)]
 fn peer_or_skip(test: &str) -> Option<Peer> {
     static PEER: OnceLock<Result<Peer, String>> = OnceLock::new();
-    match PEER.get_or_init(start_peer) {
-        Ok(peer) => Some(peer.clone()),
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("the OIDC tests need node, npm and the npm registry in CI: {why}")
-        }
-        Err(why) => {
-            eprintln!(
-                "SKIPPED {test}: oidc-provider unavailable ({why}); set CI=true to make this fatal"
-            );
-            None
-        }
-    }
+    ciam_tests::oidc_peer::or_skip(PEER.get_or_init(start_peer), test)
 }
 
 /// What the provider sent back to our callback.
@@ -133,69 +61,24 @@ enum Callback {
     Error(String),
 }
 
-/// Plays the browser: follows the provider's redirects (by hand: no automatic redirects),
-/// signs in as `account` on the development login form, and stops at our callback URL.
+/// Plays the browser at the provider (signs in as `account`) and reads our callback.
 #[expect(
     clippy::panic,
     reason = "test helper: an unexpected answer is a failed test"
 )]
 async fn browser(authorization_url: &str, account: &str) -> Callback {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    let callback = ciam_tests::oidc_peer::browser(authorization_url, REDIRECT_URI, account)
+        .await
         .unwrap();
-    let mut cookies: BTreeMap<String, String> = BTreeMap::new();
-    let mut next = url::Url::parse(authorization_url).unwrap();
-    let mut form: Option<Vec<(&str, &str)>> = None;
-    for _ in 0..12 {
-        if next.as_str().starts_with(REDIRECT_URI) {
-            let query: BTreeMap<String, String> = next.query_pairs().into_owned().collect();
-            return match (query.get("code"), query.get("state"), query.get("error")) {
-                (Some(code), Some(state), _) => Callback::Code {
-                    code: code.clone(),
-                    state: state.clone(),
-                },
-                (_, _, Some(error)) => Callback::Error(error.clone()),
-                _ => panic!("unexpected callback {next}"),
-            };
-        }
-        let cookie = cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let request = match form.take() {
-            Some(fields) => http.post(next.clone()).form(&fields),
-            None => http.get(next.clone()),
-        };
-        let response = request.header("cookie", cookie).send().await.unwrap();
-        for set in response.headers().get_all("set-cookie") {
-            let pair = set.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() {
-                cookies.remove(name);
-            } else {
-                cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let status = response.status();
-        if status.is_redirection() {
-            let location = response.headers()["location"].to_str().unwrap().to_owned();
-            next = next.join(&location).unwrap();
-            continue;
-        }
-        assert_eq!(status, 200, "at {next}: {}", response.text().await.unwrap());
-        assert!(
-            next.path().starts_with("/interaction/"),
-            "unexpected page {next}"
-        );
-        form = Some(vec![
-            ("prompt", "login"),
-            ("login", account),
-            ("password", "anything"),
-        ]);
+    let query: BTreeMap<String, String> = callback.query_pairs().into_owned().collect();
+    match (query.get("code"), query.get("state"), query.get("error")) {
+        (Some(code), Some(state), _) => Callback::Code {
+            code: code.clone(),
+            state: state.clone(),
+        },
+        (_, _, Some(error)) => Callback::Error(error.clone()),
+        _ => panic!("unexpected callback {callback}"),
     }
-    panic!("too many redirects from {authorization_url}")
 }
 
 fn query(url: &str) -> BTreeMap<String, String> {

@@ -1,17 +1,16 @@
 //! Federated sign-in through the router against a real OpenID Connect provider: the npm
 //! package `oidc-provider` (`tests/oidc-peer/peer.mjs`, the peer of the scenario tests) plays
-//! City Group's own IdP. The router client keeps SmartPlan's cookies; reqwest plays the
-//! browser at the provider (its development login form, automatic consent).
+//! City Group's own IdP. The router client keeps SmartPlan's cookies; `ciam_tests::oidc_peer`
+//! plays the browser at the provider (its development login form, automatic consent).
 //!
-//! The harness copies the peer into the cargo target directory and runs `npm ci` there when
-//! `node_modules` is missing. Without node, npm or the npm registry the tests fail when
-//! `CI=true` and print a skip message otherwise.
+//! The peer harness is `ciam_tests::oidc_peer` (shared with the scenario tests): it copies the
+//! peer into the cargo target directory and runs `npm ci` there when `node_modules` is missing.
+//! Without node, npm or the npm registry the tests fail when `CI=true` and print a skip message
+//! otherwise.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::path::Path;
+use std::sync::OnceLock;
 
 use axum::http::StatusCode;
 use ciam_core::login::{ClientSecret, IdentityProviderConnection, OidcClientSettings};
@@ -25,64 +24,12 @@ fn redirect_uri() -> String {
     format!("{BASE_URL}{CALLBACK_PATH}")
 }
 
-/// The peer process, kept for the life of the test binary: it stops when its standard input
-/// closes, that is when this process exits.
-static CHILD: Mutex<Option<Child>> = Mutex::new(None);
-
-fn peer_dir() -> Result<PathBuf, String> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc-peer");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smartplan-oidc-peer");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let mut changed = false;
-    for file in ["package.json", "package-lock.json", "peer.mjs"] {
-        let wanted = std::fs::read(source.join(file)).map_err(|e| format!("read {file}: {e}"))?;
-        if std::fs::read(dir.join(file)).ok().as_ref() != Some(&wanted) {
-            changed |= file != "peer.mjs";
-            std::fs::write(dir.join(file), wanted).map_err(|e| format!("write {file}: {e}"))?;
-        }
-    }
-    if changed || !dir.join("node_modules/oidc-provider/package.json").exists() {
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| format!("npm: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "npm ci failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    Ok(dir)
-}
-
 /// Starts the peer and answers City Group's issuer.
 fn start_peer() -> Result<String, String> {
-    let dir = peer_dir()?;
-    let log = std::fs::File::create(dir.join("peer.log")).map_err(|e| format!("log: {e}"))?;
-    let mut child = Command::new("node")
-        .arg("peer.mjs")
-        .arg(redirect_uri())
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("node: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| format!("read peer: {e}"))?;
-    let ready = line
-        .trim()
-        .strip_prefix("READY ")
-        .ok_or_else(|| format!("the OIDC peer did not start: {line:?}"))?;
-    let urls: BTreeMap<String, String> =
-        serde_json::from_str(ready).map_err(|e| format!("peer said {ready}: {e}"))?;
-    *CHILD.lock().unwrap() = Some(child);
-    urls.get("city")
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smartplan-oidc-peer");
+    let issuers = ciam_tests::oidc_peer::start(&dir, &redirect_uri())?;
+    issuers
+        .get("city")
         .cloned()
         .ok_or_else(|| "no city issuer".to_owned())
 }
@@ -91,71 +38,20 @@ fn start_peer() -> Result<String, String> {
 /// missing.
 fn city_issuer_or_skip(test: &str) -> Option<String> {
     static PEER: OnceLock<Result<String, String>> = OnceLock::new();
-    match PEER.get_or_init(start_peer) {
-        Ok(issuer) => Some(issuer.clone()),
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("the OIDC tests need node, npm and the npm registry in CI: {why}")
-        }
-        Err(why) => {
-            eprintln!(
-                "SKIPPED {test}: oidc-provider unavailable ({why}); set CI=true to make this fatal"
-            );
-            None
-        }
-    }
+    ciam_tests::oidc_peer::or_skip(PEER.get_or_init(start_peer), test)
 }
 
-/// Plays the browser at the provider: follows its redirects by hand, signs in as `account` on
-/// the development login form, and answers the redirect back to our callback (path and query).
+/// Plays the browser at the provider (signs in as `account`) and answers the redirect back to
+/// our callback (path and query).
 async fn browser_at_idp(authorization_url: &str, account: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    let callback = ciam_tests::oidc_peer::browser(authorization_url, &redirect_uri(), account)
+        .await
         .unwrap();
-    let mut cookies: BTreeMap<String, String> = BTreeMap::new();
-    let mut next = url::Url::parse(authorization_url).unwrap();
-    let mut form: Option<Vec<(&str, &str)>> = None;
-    for _ in 0..12 {
-        if next.as_str().starts_with(&redirect_uri()) {
-            return format!("{}?{}", next.path(), next.query().unwrap_or_default());
-        }
-        let cookie = cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let request = match form.take() {
-            Some(fields) => http.post(next.clone()).form(&fields),
-            None => http.get(next.clone()),
-        };
-        let response = request.header("cookie", cookie).send().await.unwrap();
-        for set in response.headers().get_all("set-cookie") {
-            let pair = set.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() {
-                cookies.remove(name);
-            } else {
-                cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let status = response.status();
-        if status.is_redirection() {
-            let location = response.headers()["location"].to_str().unwrap().to_owned();
-            next = next.join(&location).unwrap();
-            continue;
-        }
-        assert_eq!(status, 200, "at {next}: {}", response.text().await.unwrap());
-        assert!(
-            next.path().starts_with("/interaction/"),
-            "unexpected page {next}"
-        );
-        form = Some(vec![
-            ("prompt", "login"),
-            ("login", account),
-            ("password", "anything"),
-        ]);
-    }
-    panic!("too many redirects from {authorization_url}")
+    format!(
+        "{}?{}",
+        callback.path(),
+        callback.query().unwrap_or_default()
+    )
 }
 
 /// The app with City Group's OIDC connection (just-in-time accounts) at the peer; its clock
