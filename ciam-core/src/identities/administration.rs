@@ -293,7 +293,9 @@ impl Administration<'_> {
     }
 
     /// Removes a member from the organization: roles and mandates there stop counting and the
-    /// person's sessions end.
+    /// person's sessions end. The actor needs user management there, the right to take away
+    /// every mandate the member holds, and, for a staff member of the provider, staff
+    /// management.
     pub async fn remove_member(
         &self,
         principal: &Principal,
@@ -313,6 +315,13 @@ impl Administration<'_> {
                     },
                     &org,
                 )
+                .await??;
+        }
+        // Removing a staff member from the provider takes their staff roles away too: that is
+        // staff management (an Administrator), not user management.
+        if org.kind == OrgKind::Provider && !membership.staff_roles.is_empty() {
+            self.ctx
+                .authorize_on(principal, Action::ManageStaff, &org)
                 .await??;
         }
         if membership.status == MembershipStatus::Removed {

@@ -991,7 +991,7 @@ impl Invitations<'_> {
         Ok(self.send(&org, renewed, Some(token)).await)
     }
 
-    /// Revokes a held or pending invitation.
+    /// Revokes a pending invitation (user management), or a held one (the back office only).
     pub async fn revoke(
         &self,
         principal: &Principal,
@@ -1000,6 +1000,13 @@ impl Invitations<'_> {
         let (invitation, org) = self
             .load_for_admin(principal, id, Action::ManageInvitation)
             .await?;
+        // An invitation held for review is the back office's to release or refuse
+        // ([`Self::refuse`]), not its inviter's.
+        if invitation.status == InvitationStatus::HeldForReview {
+            self.ctx
+                .authorize_on(principal, Action::ReviewHeldInvitation, &org)
+                .await??;
+        }
         self.transition(principal, invitation, &org, InvitationTransition::Revoke)
             .await
     }

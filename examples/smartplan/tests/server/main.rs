@@ -29,3 +29,4 @@ mod registration;
 mod saml;
 mod signin;
 mod skeleton;
+mod tenancy;
