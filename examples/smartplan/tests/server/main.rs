@@ -21,6 +21,7 @@ mod federation;
 mod federation_saml;
 mod import;
 mod invitations;
+mod isolation;
 mod mail;
 mod ops;
 mod orgadmin;
