@@ -13,6 +13,7 @@ pub mod demo;
 pub mod keys;
 pub mod mail;
 pub mod ops;
+pub mod outgoing;
 pub mod state;
 pub mod story;
 pub mod web;

@@ -13,6 +13,7 @@ use ciam_saml::sp::{SamlSignIn, SpConfig};
 
 use crate::config::Config;
 use crate::ops::Metrics;
+use crate::outgoing::Outgoing;
 use crate::web::WebKeys;
 use crate::web::throttle::Throttle;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Sign-in at customers' SAML identity providers (our SP: entity id
     /// `/signin/saml/metadata`, ACS `/signin/saml/acs`).
     pub saml_sign_in: Arc<SamlSignIn>,
+    /// The retry queues of outgoing mail and SMS (with real transports; none in demo mode).
+    pub outgoing: Option<Outgoing>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -106,6 +109,7 @@ impl AppState {
             throttle: Arc::new(Throttle::default()),
             oidc: Arc::new(oidc),
             saml_sign_in: Arc::new(saml_sign_in),
+            outgoing: None,
         })
     }
 }
@@ -121,6 +125,9 @@ pub enum Delivery {
         /// The SMS sender.
         sms: Arc<dyn SmsSender>,
     },
+    /// Through real transports behind retry queues (`smartplan serve`): a message that meets
+    /// a transport outage goes out when the transport is back.
+    Queued(Outgoing),
 }
 
 /// Everything [`assemble`] needs.
@@ -180,6 +187,7 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
         .random(random)
         .secret_key(config.secret.sealing_key())
         .policy(config.policy());
+    let mut outgoing = None;
     let (builder, dev) = match delivery {
         Delivery::Dev => {
             let mailbox = Arc::new(DevMailbox::default());
@@ -190,6 +198,13 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
             )
         }
         Delivery::Real { mailer, sms } => (builder.mailer(mailer).sms(sms), None),
+        Delivery::Queued(queues) => {
+            outgoing = Some(queues.clone());
+            (
+                builder.mailer(queues.mail.clone()).sms(queues.sms.clone()),
+                None,
+            )
+        }
     };
     let ciam = builder.build()?;
     let saml_registry = saml_registry.unwrap_or_else(|| {
@@ -206,7 +221,7 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
         KeyRing::new(saml_key),
         config.secret.derive("saml pairwise ids").to_vec(),
     ));
-    AppState::new(
+    let mut state = AppState::new(
         config,
         StateParts {
             ciam,
@@ -216,5 +231,7 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
             saml_registry,
             dev,
         },
-    )
+    )?;
+    state.outgoing = outgoing;
+    Ok(state)
 }

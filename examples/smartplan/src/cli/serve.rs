@@ -74,14 +74,27 @@ fn require<T>(value: Option<T>, key: &'static str, hint: &'static str) -> Result
     })
 }
 
-/// Opens the store of `config` (without migrating: `smartplan migrate` does that).
+/// How long a request waits for a database connection before it fails with
+/// `StoreErrorKind::Unavailable` (which pages and the API answer with 503): while the database
+/// is down, requests answer within this bound instead of piling up.
+pub const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often queued mail and SMS are retried (each message waits its own back-off too).
+pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the store of `config` (without migrating: `smartplan migrate` does that); waits for
+/// a connection at most [`DATABASE_WAIT`].
 pub async fn open_store(
     config: &Config,
     migrate: bool,
 ) -> Result<Arc<SqlStore>, ciam_core::StoreError> {
     Ok(Arc::new(
-        SqlStore::open_with(SqlStoreOptions::new(config.database_url.clone()).migrate(migrate))
-            .await?,
+        SqlStore::open_with(
+            SqlStoreOptions::new(config.database_url.clone())
+                .migrate(migrate)
+                .acquire_timeout(DATABASE_WAIT),
+        )
+        .await?,
     ))
 }
 
@@ -119,6 +132,11 @@ pub async fn run(args: ConfigArgs) -> Result<(), ServeCommandError> {
     let listen = config.listen;
     let secret = config.secret.clone();
     let configured_webhooks = config.webhooks.clone();
+    // An SMS carries a sign-in or verification code: kept while the longer-lived one works.
+    let sms_lifetime = config
+        .lifetimes
+        .code
+        .max(config.policy().login.sms_code_lifetime);
     let mut state = assemble(Assembly {
         config,
         store: store.clone(),
@@ -126,7 +144,12 @@ pub async fn run(args: ConfigArgs) -> Result<(), ServeCommandError> {
         random: Arc::new(OsRandom),
         saml_key,
         saml_registry: None,
-        delivery: Delivery::Real { mailer, sms },
+        delivery: Delivery::Queued(crate::outgoing::Outgoing::new(
+            mailer,
+            sms,
+            Arc::new(SystemClock),
+            sms_lifetime,
+        )),
     })?;
     state.metrics = metrics;
     if let Some(google) = &state.config.google {
@@ -162,6 +185,16 @@ pub async fn run_with_dispatchers(
 ) -> Result<(), super::server::ServeError> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(outgoing) = state.outgoing.clone() {
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            outgoing
+                .run_until(RETRY_EVERY, async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+        }));
+    }
     for (name, dispatcher) in dispatchers {
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {

@@ -1168,16 +1168,20 @@ async fn invite(
         .await
     {
         Ok(issued) => {
-            let message = if issued.invitation.status == InvitationStatus::HeldForReview {
-                format!("the invitation to {email} is held for review by SmartPlan")
+            let flash = if issued.invitation.status == InvitationStatus::HeldForReview {
+                Flash::success(format!(
+                    "the invitation to {email} is held for review by SmartPlan"
+                ))
+            } else if state.outgoing.as_ref().is_some_and(|o| o.mail.delayed()) {
+                // The mail server is down: the invitation waits in the retry queue.
+                Flash::warning(format!(
+                    "the invitation to {email} is created; mail is delayed right now and it \
+                     goes out as soon as the mail server answers"
+                ))
             } else {
-                format!("invitation sent to {email}")
+                Flash::success(format!("invitation sent to {email}"))
             };
-            Ok(redirect_with(
-                &state,
-                &access.href("/invitations"),
-                Flash::success(message),
-            ))
+            Ok(redirect_with(&state, &access.href("/invitations"), flash))
         }
         Err(error) => {
             let field = match &error {

@@ -569,7 +569,15 @@ async fn show_code(
     let (heading, intro, label, hint, numeric, ask_code, send_button) = match factor {
         Factor::Sms if progress.code_sent => (
             "Enter the code we sent by SMS",
-            format!("We sent a 6-digit code to {phone}. It works for 5 minutes."),
+            if state.outgoing.as_ref().is_some_and(|o| o.sms.delayed()) {
+                // The gateway is down: the code waits in the retry queue.
+                format!(
+                    "Text messages are delayed right now: your 6-digit code to {phone} goes \
+                     out as soon as the SMS service answers again. It works for 5 minutes."
+                )
+            } else {
+                format!("We sent a 6-digit code to {phone}. It works for 5 minutes.")
+            },
             "Code from the SMS",
             "6 digits",
             true,
@@ -747,12 +755,18 @@ async fn code_submit(
             let mut response = follow(state, progress.clone(), step).await?;
             if sent {
                 let to = progress.phone_hint.as_deref().map_or_else(
-                    || "We sent a code to your phone".to_owned(),
-                    |hint| format!("We sent a code to your phone number ending {hint}"),
+                    || "your phone".to_owned(),
+                    |hint| format!("your phone number ending {hint}"),
                 );
-                Flash::success(to)
-                    .cookie(state)
-                    .append_to(response.headers_mut());
+                let flash = if state.outgoing.as_ref().is_some_and(|o| o.sms.delayed()) {
+                    Flash::warning(format!(
+                        "Text messages are delayed: the code to {to} goes out as soon as the \
+                         SMS service answers"
+                    ))
+                } else {
+                    Flash::success(format!("We sent a code to {to}"))
+                };
+                flash.cookie(state).append_to(response.headers_mut());
             }
             Ok(response)
         }

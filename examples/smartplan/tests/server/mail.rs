@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::support;
 
 /// Accepts SMTP connections and sends each message's DATA to `received`.
-async fn smtp_sink(listener: TcpListener, received: mpsc::Sender<String>) {
+pub(crate) async fn smtp_sink(listener: TcpListener, received: mpsc::Sender<String>) {
     while let Ok((stream, _)) = listener.accept().await {
         let received = received.clone();
         tokio::spawn(async move {

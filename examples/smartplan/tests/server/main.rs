@@ -17,6 +17,7 @@ mod backoffice;
 mod browser;
 mod cli;
 mod devmail;
+mod faults;
 mod federation;
 mod federation_saml;
 mod import;

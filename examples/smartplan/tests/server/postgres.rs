@@ -21,14 +21,14 @@ use crate::support::{self, Backend, Options};
 
 const URL_VAR: &str = "CIAM_TEST_POSTGRES_URL";
 
-struct Database {
+pub(crate) struct Database {
     admin: sqlx::PgConnection,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Database {
-    async fn drop(mut self) {
+    pub(crate) async fn drop(mut self) {
         sqlx::query(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
@@ -53,7 +53,7 @@ fn with_database(url: &str, database: &str) -> String {
     format!("{base}/{database}{query}")
 }
 
-async fn database(label: &str) -> Option<Database> {
+pub(crate) async fn database(label: &str) -> Option<Database> {
     let server = match std::env::var(URL_VAR) {
         Ok(url) if !url.is_empty() => url,
         _ => {
@@ -81,7 +81,7 @@ async fn database(label: &str) -> Option<Database> {
     })
 }
 
-async fn node(url: &str, seed: bool) -> support::TestApp {
+pub(crate) async fn node(url: &str, seed: bool) -> support::TestApp {
     let store = Arc::new(SqlStore::open(url).await.unwrap());
     support::build(Options {
         backend: Backend::Store(store),

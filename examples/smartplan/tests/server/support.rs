@@ -71,6 +71,8 @@ pub struct Options {
     pub base_url: String,
     /// Changes to the configuration before the state is built.
     pub configure: Option<fn(&mut Config)>,
+    /// The seed of the app's randomness (default 42; two nodes on one database need two).
+    pub random_seed: u64,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             demo: true,
             base_url: BASE_URL.to_owned(),
             configure: None,
+            random_seed: 42,
         }
     }
 }
@@ -149,7 +152,7 @@ pub async fn build(options: Options) -> TestApp {
         config,
         store,
         clock: clock.clone(),
-        random: Arc::new(SeededRandom::new(42)),
+        random: Arc::new(SeededRandom::new(options.random_seed)),
         saml_key: saml_key(),
         saml_registry: None,
         delivery: Delivery::Dev,
