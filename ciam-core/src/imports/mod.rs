@@ -541,7 +541,7 @@ impl<'a> Imports<'a> {
         let now = self.ctx.now();
         let random = self.ctx.random.as_ref();
         let identity = Identity {
-            id: IdentityId::generate(random),
+            id: IdentityId::generate_at(now, random),
             version: 0,
             email: row.email.clone(),
             email_verified: true,
@@ -558,7 +558,7 @@ impl<'a> Imports<'a> {
         };
         let membership = self.membership(identity.id, row);
         let credential = row.password.clone().map(|hash| Credential {
-            id: CredentialId::generate(random),
+            id: CredentialId::generate_at(now, random),
             version: 0,
             identity: identity.id,
             kind: CredentialKind::Password { hash },
@@ -571,7 +571,7 @@ impl<'a> Imports<'a> {
     fn membership(&self, identity: IdentityId, row: &ValidRow) -> Membership {
         let now = self.ctx.now();
         Membership {
-            id: MembershipId::generate(self.ctx.random.as_ref()),
+            id: MembershipId::generate_at(now, self.ctx.random.as_ref()),
             version: 0,
             identity,
             organization: row.organization,

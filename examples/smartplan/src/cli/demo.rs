@@ -29,6 +29,10 @@ pub struct DemoArgs {
     /// Seed no KOKO Media registration (the browser story registers KOKO Media itself).
     #[arg(long)]
     pub without_koko_registration: bool,
+    /// The database (`sqlite://PATH` or `postgres://...`); default: `smartplan.db` in the data
+    /// directory.
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 /// Why the demo stopped.
@@ -88,8 +92,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         "SmartPlan demo IdP",
         random.as_ref(),
     )?;
-    let database = data_dir.join("smartplan.db");
-    let database_url = format!("sqlite://{}", database.display());
+    let database_url = args.database_url.clone().unwrap_or_else(|| {
+        format!("sqlite://{}", data_dir.join("smartplan.db").display())
+    });
     let store = Arc::new(SqlStore::open(&database_url).await?);
     let base = Url::parse(&format!("http://{}", args.listen))
         .map_err(|_| DemoError::BaseUrl(args.listen))?;

@@ -584,3 +584,55 @@ async fn the_email_of_another_person_cannot_be_reached() {
         .unwrap();
     assert_eq!(scott_identity.name.given, "Scotty");
 }
+
+/// ASVS 7.4.4: every page a signed-in person reaches offers "Sign out" (a CSRF-protected form),
+/// MySmartPlan, the organization administration and the back office alike.
+#[tokio::test]
+async fn every_signed_in_page_offers_sign_out() {
+    let app = support::app_default().await;
+    let city_group = app.cast().city_group;
+    let mut jeremy = signed_in(&app).await;
+    let mut scott = app.client();
+    scott.sign_in_as(SCOTT).await;
+    let admin = format!("/admin/orgs/{city_group}");
+    let pages: [(&mut Client, Vec<String>); 2] = [
+        (
+            &mut jeremy,
+            [
+                "/account",
+                "/account/email",
+                "/account/phone",
+                "/account/password",
+                "/account/mfa",
+                "/account/sessions",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([
+                admin.clone(),
+                format!("{admin}/users"),
+                format!("{admin}/approvals"),
+            ])
+            .collect(),
+        ),
+        (
+            &mut scott,
+            vec![
+                "/backoffice".into(),
+                "/backoffice/registrations".into(),
+                "/backoffice/users".into(),
+                "/backoffice/audit".into(),
+            ],
+        ),
+    ];
+    for (client, paths) in pages {
+        for path in paths {
+            let page = client.get(&path).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}");
+            assert!(
+                page.body.contains("action=\"/signout\"") && page.body.contains("Sign out"),
+                "{path} has no sign-out"
+            );
+        }
+    }
+}

@@ -1010,3 +1010,50 @@ async fn the_google_configuration_is_stored_once_and_shows_the_button() {
         "the secret is stored sealed"
     );
 }
+
+/// ASVS 6.2.6 to 6.2.8: the password field is masked, carries the hints password managers use,
+/// no script can block pasting (the CSP allows no inline script), and the password is checked
+/// exactly as typed: no trimming, no case folding, no truncation.
+#[tokio::test]
+async fn password_fields_are_masked_and_work_with_password_managers() {
+    let app = support::app_default().await;
+    let mut client = app.client();
+    enter_email(&mut client, SCOTT).await;
+    let page = client.get("/signin/password").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("type=\"password\""), "{}", page.body);
+    assert!(page.body.contains("autocomplete=\"current-password\""));
+    assert!(page.body.contains("autocomplete=\"username\""));
+    assert!(!page.body.contains("onpaste"), "nothing blocks pasting");
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+
+    let longer = format!("{DEMO_PASSWORD}x");
+    // Four wrong tries: the fifth failure would start the account's back-off.
+    let variants = [
+        format!(" {DEMO_PASSWORD} "),
+        DEMO_PASSWORD.to_uppercase(),
+        longer,
+        DEMO_PASSWORD[..DEMO_PASSWORD.len() - 1].to_owned(),
+    ];
+    for wrong in &variants {
+        let refused = client
+            .post_form("/signin/password", &[("password", wrong.as_str())])
+            .await;
+        assert_ne!(refused.status, StatusCode::SEE_OTHER, "{wrong:?} signed in");
+        assert!(!signed_in(&app, &client).await);
+    }
+    let done = client
+        .post_form("/signin/password", &[("password", DEMO_PASSWORD)])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(signed_in(&app, &client).await);
+}
