@@ -236,7 +236,9 @@ impl SigninClient {
             .send()
             .await
             .map_err(BenchError::http("POST /signin"))?;
-        if response.status() != StatusCode::SEE_OTHER || cookie_from(&response, LOGIN_COOKIE).is_none() {
+        if response.status() != StatusCode::SEE_OTHER
+            || cookie_from(&response, LOGIN_COOKIE).is_none()
+        {
             return Err(BenchError::Step(format!(
                 "POST /signin for {email}: {} without a sign-in cookie",
                 response.status()
@@ -337,7 +339,10 @@ async fn get_ok(url: &str, session: Option<&str>, must_contain: &str) -> Result<
     if let Some(session) = session {
         request = request.header(COOKIE, format!("{SESSION_COOKIE}={session}"));
     }
-    let response = request.send().await.map_err(BenchError::http(url.to_owned()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(BenchError::http(url.to_owned()))?;
     let status = response.status();
     let body = response
         .text()
@@ -500,7 +505,10 @@ mod tests {
         assert!((result.p50_ms - 0.85).abs() < 1e-9);
         assert!((result.p99_ms - 1200.0).abs() < 1e-9);
         assert_eq!(result.count, 7960);
-        let failed = text.replace("Requests/sec", "  Non-2xx or 3xx responses: 3\nRequests/sec");
+        let failed = text.replace(
+            "Requests/sec",
+            "  Non-2xx or 3xx responses: 3\nRequests/sec",
+        );
         assert!(parse_wrk(&failed).is_err());
     }
 }

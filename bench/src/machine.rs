@@ -39,7 +39,10 @@ impl Machine {
             .unwrap_or_default()
             .lines()
             .find_map(|line| line.strip_prefix("PRETTY_NAME="))
-            .map_or_else(|| "unknown system".to_owned(), |name| name.trim_matches('"').to_owned());
+            .map_or_else(
+                || "unknown system".to_owned(),
+                |name| name.trim_matches('"').to_owned(),
+            );
         Self {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             cpu,
@@ -72,7 +75,11 @@ fn commit() -> String {
         Some(commit) => {
             let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
                 .is_some_and(|status| !status.is_empty());
-            if dirty { format!("{commit}-dirty") } else { commit }
+            if dirty {
+                format!("{commit}-dirty")
+            } else {
+                commit
+            }
         }
         None => "unknown commit".to_owned(),
     }

@@ -133,13 +133,19 @@ async fn run(args: Args) -> Result<()> {
 
     let server = smartplan.serve().await?;
     let idle_kib = server.resident_kib()?;
-    println!("server started; resident memory idle: {} MiB", idle_kib / 1024);
+    println!(
+        "server started; resident memory idle: {} MiB",
+        idle_kib / 1024
+    );
     let api = load::Api::new(&server.base_url, &api_key)?;
     api.provision_bench_corp().await?;
     let logins = load::LoginUsers::create(&smartplan, &work, 4 * report.machine.cores).await?;
 
     // 1. Password login against raw argon2id.
-    println!("measuring raw argon2id ({} threads) ...", report.machine.cores);
+    println!(
+        "measuring raw argon2id ({} threads) ...",
+        report.machine.cores
+    );
     let argon = raw::argon2id_rate(report.machine.cores, phase)?;
     println!("measuring password login over HTTP ...");
     let login = load::password_logins(&server.base_url, &logins, phase).await?;
@@ -210,7 +216,12 @@ async fn run(args: Args) -> Result<()> {
     // 3. Session check and authorization.
     println!("measuring session check + authorization ...");
     load::expect_account_page(&server.base_url, &session).await?;
-    let account = load::wrk(&format!("{}/account", server.base_url), Some(&session), phase).await?;
+    let account = load::wrk(
+        &format!("{}/account", server.base_url),
+        Some(&session),
+        phase,
+    )
+    .await?;
     report.push(Figure::plain(
         "authenticated page: session check + grants + decision (requests/s)",
         account.rate,
@@ -228,14 +239,20 @@ async fn run(args: Args) -> Result<()> {
     ));
 
     // 4. Batch invitation.
-    println!("measuring a batch invitation of {} rows ...", args.invite_rows);
+    println!(
+        "measuring a batch invitation of {} rows ...",
+        args.invite_rows
+    );
     let mails_before = smtp.received();
     let batch = api.invite_batch(args.invite_rows).await?;
     let delivered = smtp
         .wait_for(mails_before + batch.invited, Duration::from_secs(300))
         .await;
     report.push(Figure::at_most(
-        &format!("batch invitation of {} rows over the API (s)", args.invite_rows),
+        &format!(
+            "batch invitation of {} rows over the API (s)",
+            args.invite_rows
+        ),
         batch.seconds,
         5.0,
         format!(
@@ -273,7 +290,9 @@ async fn run(args: Args) -> Result<()> {
     println!("importing {small} users (memory baseline) ...");
     let baseline = smartplan.import_users(&work, small, "small").await?;
     println!("importing {} users ...", args.import_rows);
-    let import = smartplan.import_users(&work, args.import_rows, "large").await?;
+    let import = smartplan
+        .import_users(&work, args.import_rows, "large")
+        .await?;
     report.push(Figure::at_most(
         &format!("import of {} users from CSV (s)", args.import_rows),
         import.seconds,

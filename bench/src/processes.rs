@@ -136,8 +136,15 @@ impl Smartplan {
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
-        let mut child = demo.spawn().map_err(BenchError::io("starting smartplan demo"))?;
-        wait_healthy(&format!("http://127.0.0.1:{port}"), &mut child, "smartplan demo").await?;
+        let mut child = demo
+            .spawn()
+            .map_err(BenchError::io("starting smartplan demo"))?;
+        wait_healthy(
+            &format!("http://127.0.0.1:{port}"),
+            &mut child,
+            "smartplan demo",
+        )
+        .await?;
         let _ = child.kill().await;
 
         let config = work.path.join("smartplan.toml");
@@ -260,7 +267,9 @@ impl Smartplan {
         let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):")?;
         let seconds = wall
             .split(':')
-            .try_fold(0.0, |total, part| part.parse::<f64>().map(|p| total * 60.0 + p))
+            .try_fold(0.0, |total, part| {
+                part.parse::<f64>().map(|p| total * 60.0 + p)
+            })
             .map_err(|_| BenchError::Step(format!("wall time {wall:?}")))?;
         let peak_kib = field("Maximum resident set size (kbytes):")?
             .parse()

@@ -91,10 +91,10 @@ impl Figure {
     }
 
     fn cells(&self) -> [String; 5] {
-        let reference = self
-            .reference
-            .as_ref()
-            .map_or_else(|| "".to_owned(), |(value, what)| format!("{} {what}", number(*value)));
+        let reference = self.reference.as_ref().map_or_else(
+            || "".to_owned(),
+            |(value, what)| format!("{} {what}", number(*value)),
+        );
         let bar = match self.bar {
             Bar::None => "".to_owned(),
             Bar::AtLeastRatio(min) => format!("≥ {min} ×"),
@@ -112,7 +112,11 @@ impl Figure {
             number(self.value),
             reference,
             bar,
-            format!("{result}{}{}", if result.is_empty() { "" } else { "; " }, self.detail),
+            format!(
+                "{result}{}{}",
+                if result.is_empty() { "" } else { "; " },
+                self.detail
+            ),
         ]
     }
 }
@@ -161,7 +165,9 @@ impl Report {
 
     /// Whether every bar is met.
     pub fn all_met(&self) -> bool {
-        self.figures.iter().all(|figure| figure.met() != Some(false))
+        self.figures
+            .iter()
+            .all(|figure| figure.met() != Some(false))
     }
 
     fn markdown(&self) -> String {
@@ -200,7 +206,11 @@ impl Report {
         let section = format!("{BEGIN}\n{}{END}", self.markdown());
         let updated = match (current.find(BEGIN), current.find(END)) {
             (Some(begin), Some(end)) if begin < end => {
-                format!("{}{section}{}", &current[..begin], &current[end + END.len()..])
+                format!(
+                    "{}{section}{}",
+                    &current[..begin],
+                    &current[end + END.len()..]
+                )
             }
             _ => format!("{current}\n{section}\n"),
         };

@@ -76,7 +76,11 @@ async fn converse(stream: TcpStream, received: &AtomicUsize) -> std::io::Result<
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
-            "EHLO" => write.write_all(b"250-bench-sink\r\n250 8BITMIME\r\n").await?,
+            "EHLO" => {
+                write
+                    .write_all(b"250-bench-sink\r\n250 8BITMIME\r\n")
+                    .await?
+            }
             "DATA" => {
                 write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
                 loop {

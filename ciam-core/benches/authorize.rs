@@ -29,7 +29,11 @@ fn person(memberships: u128, mandates: BTreeSet<Mandate>, staff: BTreeSet<StaffR
     let grants = (0..memberships)
         .map(|n| OrgGrant {
             organization: org(100 + n),
-            mandates: if n == 0 { mandates.clone() } else { BTreeSet::new() },
+            mandates: if n == 0 {
+                mandates.clone()
+            } else {
+                BTreeSet::new()
+            },
             covered_services: covered.clone(),
         })
         .collect();
@@ -74,7 +78,13 @@ fn decisions(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("authorize");
     group.bench_function("contact_person_invites_in_sub_org_allowed", |b| {
-        b.iter(|| authorize(black_box(&contact_person), black_box(&invite), black_box(&sub_org)));
+        b.iter(|| {
+            authorize(
+                black_box(&contact_person),
+                black_box(&invite),
+                black_box(&sub_org),
+            )
+        });
     });
     group.bench_function("contact_person_in_other_org_denied", |b| {
         b.iter(|| {

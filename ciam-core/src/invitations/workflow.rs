@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::authz::{Action, Actor, DenyReason, Principal, Target, authorize};
@@ -22,6 +23,9 @@ use crate::organizations::{OrgKind, Organization};
 use crate::secrets::SecretToken;
 use crate::services::Catalog;
 use crate::store::{ChangeSet, StoreError, StoreErrorKind};
+
+/// Invitation mails of a batch handed to the mailer at once (SMTP connections are pooled).
+const BATCH_MAIL_CONCURRENCY: usize = 16;
 
 /// Errors of invitations.
 #[derive(Debug, thiserror::Error)]
@@ -334,13 +338,26 @@ impl Invitations<'_> {
             }
             match self.ctx.store.commit(changes).await {
                 Ok(()) => {
-                    for (index, invitation, token) in chunk {
-                        let invitation = Invitation {
-                            version: 1,
-                            ..invitation.clone()
-                        };
-                        let issued = self.send(&org, invitation, token.clone()).await;
-                        outcomes[*index] = Some(outcome_of(&issued.invitation));
+                    // The chunk's mail is handed over BATCH_MAIL_CONCURRENCY at a time: a batch
+                    // of thousands waits for the slowest hand-over of each group, not for the
+                    // sum of them all.
+                    let sent: Vec<(usize, Invitation)> =
+                        futures::stream::iter(chunk.iter().map(|(index, invitation, token)| {
+                            let invitation = Invitation {
+                                version: 1,
+                                ..invitation.clone()
+                            };
+                            let org = &org;
+                            async move {
+                                let issued = self.send(org, invitation, token.clone()).await;
+                                (*index, issued.invitation)
+                            }
+                        }))
+                        .buffer_unordered(BATCH_MAIL_CONCURRENCY)
+                        .collect()
+                        .await;
+                    for (index, invitation) in sent {
+                        outcomes[index] = Some(outcome_of(&invitation));
                     }
                 }
                 // Something in the chunk raced with another writer: fall back to one commit

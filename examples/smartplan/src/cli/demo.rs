@@ -92,9 +92,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         "SmartPlan demo IdP",
         random.as_ref(),
     )?;
-    let database_url = args.database_url.clone().unwrap_or_else(|| {
-        format!("sqlite://{}", data_dir.join("smartplan.db").display())
-    });
+    let database_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("smartplan.db").display()));
     let store = Arc::new(SqlStore::open(&database_url).await?);
     let base = Url::parse(&format!("http://{}", args.listen))
         .map_err(|_| DemoError::BaseUrl(args.listen))?;
