@@ -341,18 +341,15 @@ impl Invitations<'_> {
                     // The chunk's mail is handed over BATCH_MAIL_CONCURRENCY at a time: a batch
                     // of thousands waits for the slowest hand-over of each group, not for the
                     // sum of them all.
-                    let sent: Vec<(usize, Invitation)> =
-                        futures::stream::iter(chunk.iter().map(|(index, invitation, token)| {
-                            let invitation = Invitation {
-                                version: 1,
-                                ..invitation.clone()
-                            };
-                            let org = &org;
-                            async move {
-                                let issued = self.send(org, invitation, token.clone()).await;
-                                (*index, issued.invitation)
-                            }
-                        }))
+                    let mut sending = Vec::with_capacity(chunk.len());
+                    for (index, invitation, token) in chunk {
+                        let invitation = Invitation {
+                            version: 1,
+                            ..invitation.clone()
+                        };
+                        sending.push(self.send_row(&org, *index, invitation, token.clone()));
+                    }
+                    let sent: Vec<(usize, Invitation)> = futures::stream::iter(sending)
                         .buffer_unordered(BATCH_MAIL_CONCURRENCY)
                         .collect()
                         .await;
@@ -599,6 +596,17 @@ impl Invitations<'_> {
             },
             invitation.created_at,
         ));
+    }
+
+    /// [`Self::send`] for row `index` of a batch.
+    async fn send_row(
+        &self,
+        org: &Organization,
+        index: usize,
+        invitation: Invitation,
+        token: Option<SecretToken>,
+    ) -> (usize, Invitation) {
+        (index, self.send(org, invitation, token).await.invitation)
     }
 
     async fn send(
