@@ -9,7 +9,9 @@ use crate::audit::Audit;
 use crate::authz::{Action, Actor, DenyReason, OrgTarget, Principal, Target, authorize};
 use crate::clock::{Clock, OsRandom, RandomSource, SystemClock};
 use crate::contact::EmailDomain;
-use crate::credentials::{PasswordError, PasswordHasher, PasswordParams, PasswordPolicy};
+use crate::credentials::{
+    BreachedPasswords, PasswordError, PasswordHasher, PasswordParams, PasswordPolicy,
+};
 use crate::credentials::{Sealer, SecretKey};
 use crate::delivery::{DevMailbox, DevSmsOutbox, EmailMessage, Mailer, SmsMessage, SmsSender};
 use crate::events::{DomainEvent, EventKind};
@@ -142,10 +144,18 @@ pub struct CiamBuilder {
     contracts: Option<Arc<dyn ContractLookup>>,
     secret_key: Option<SecretKey>,
     federation: Option<Arc<dyn FederationDirectory>>,
+    breached: Option<Arc<dyn BreachedPasswords>>,
     policy: Policy,
 }
 
 impl CiamBuilder {
+    /// The breached-password corpus every new password is looked up in (default: none; only
+    /// the shipped common list), such as [`crate::credentials::PwnedPasswordsFile`].
+    pub fn breached_passwords(mut self, list: Arc<dyn BreachedPasswords>) -> Self {
+        self.breached = Some(list);
+        self
+    }
+
     /// The secret key (from configuration) that seals TOTP secrets at rest, login attempts and
     /// password-reset links. Without one, a random key is drawn at start: attempts and links
     /// then die with the process, and TOTP cannot be set up.
@@ -232,6 +242,7 @@ impl CiamBuilder {
                 contracts: self.contracts.unwrap_or_else(|| Arc::new(NoContractLookup)),
                 hasher,
                 auth,
+                breached: self.breached,
                 policy: self.policy,
             }),
         })
@@ -265,6 +276,7 @@ impl Ciam {
             contracts: None,
             secret_key: None,
             federation: None,
+            breached: None,
             policy: Policy::default(),
         }
     }
@@ -377,6 +389,7 @@ pub(crate) struct Context {
     pub(crate) contracts: Arc<dyn ContractLookup>,
     pub(crate) hasher: PasswordHasher,
     pub(crate) auth: AuthRuntime,
+    pub(crate) breached: Option<Arc<dyn BreachedPasswords>>,
     pub(crate) policy: Policy,
 }
 

@@ -8,16 +8,16 @@ import * as signin from './steps/signin.mjs';
 import * as selfservice from './steps/selfservice.mjs';
 import * as admin from './steps/admin.mjs';
 
-const PASSWORD = 'smartplan-demo-2026';
+const PASSWORD = 'harbour-lantern-2026';
 const SCOTT = 'scott.long@smartplan.example';
 const BETTY = 'betty.office@smartplan.example';
 const JEREMY = 'jeremy.mills@citygroup.example';
-const JEREMY_PASSWORD = 'jeremy-chooses-a-long-passphrase';
+const JEREMY_PASSWORD = 'chooses-a-long-passphrase-of-his-own';
 const JEREMY_PHONE = '+15555550123';
 const ANNA = 'anna.berg@citygroup.example';
-const ANNA_PASSWORD = 'anna-picks-her-own-passphrase';
+const ANNA_PASSWORD = 'picks-her-own-quiet-passphrase';
 const KARL = 'karl.kearnes@kokomedia.example';
-const KARL_PASSWORD = 'karl-registers-koko-media';
+const KARL_PASSWORD = 'registers-a-new-company-today';
 const CITY_GROUP = 'City Group, Inc.';
 const KOKO = 'KOKO Media Inc.';
 

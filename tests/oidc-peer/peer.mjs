@@ -1,7 +1,7 @@
 // A real OpenID Connect provider for ciam-rs tests: `oidc-provider` (panva), on 127.0.0.1.
 //
 // Usage: node peer.mjs REDIRECT_URI
-// Prints one line `READY {"google":URL,"city":URL,"mixup":URL,"redirector":URL}` once every
+// Prints one line `READY {"google":URL,"city":URL,"mixup":URL,"audience":URL,"redirector":URL}` once every
 // server listens, then serves until killed (or until its standard input closes).
 //
 // - google: plays Google (RS256 ID tokens).
@@ -9,11 +9,15 @@
 // - mixup:  a genuine provider whose token endpoint hands out City Group's tokens (an IdP
 //           mix-up): the ID token is validly signed (the keys are shared) but its issuer is
 //           City Group's, which a client of `mixup` must refuse.
+// - audience: a genuine provider whose token endpoint treats a code exchange by `smartplan` as
+//           one by `another-client` (the Basic credentials are swapped), so a code issued to
+//           `another-client` yields a validly signed ID token whose audience is not ours.
 // - redirector: answers every request with a redirect to `google`: back-channel calls must
 //           not follow it.
 //
-// Clients at each provider: `smartplan` (RS256 ID tokens) and `smartplan-es256` (ES256), both
-// with secret `smartplan-secret` and the given redirect URI. PKCE (S256) is required.
+// Clients at each provider: `smartplan` (RS256 ID tokens), `smartplan-es256` (ES256) and
+// `another-client` (RS256, another relying party), all with secret `smartplan-secret` and the
+// given redirect URI. PKCE (S256) is required.
 // The browser leg uses the development interactions: POST `prompt=login&login=ACCOUNT` to
 // /interaction/:uid; consent is given automatically.
 
@@ -75,6 +79,7 @@ function configuration(keys) {
     clients: [
       { ...client, client_id: 'smartplan' },
       { ...client, client_id: 'smartplan-es256', id_token_signed_response_alg: 'ES256' },
+      { ...client, client_id: 'another-client' },
     ],
     jwks: { keys },
     claims: {
@@ -141,13 +146,21 @@ const mixup = await provider(keys, (req, res) => {
   req.pipe(forward);
   return true;
 });
+const smartplanBasic = `Basic ${Buffer.from('smartplan:smartplan-secret').toString('base64')}`;
+const anotherBasic = `Basic ${Buffer.from('another-client:smartplan-secret').toString('base64')}`;
+const audience = await provider(keys, (req) => {
+  if (req.method === 'POST' && req.url.startsWith('/token') && req.headers.authorization === smartplanBasic) {
+    req.headers.authorization = anotherBasic;
+  }
+  return false;
+});
 const redirectorServer = http.createServer((req, res) => {
   res.writeHead(302, { location: new URL(req.url, google).href });
   res.end();
 });
 const redirector = `http://127.0.0.1:${await listen(redirectorServer)}`;
 
-process.stdout.write(`READY ${JSON.stringify({ google, city, mixup, redirector })}\n`);
+process.stdout.write(`READY ${JSON.stringify({ google, city, mixup, audience, redirector })}\n`);
 // Stop with the test process.
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));

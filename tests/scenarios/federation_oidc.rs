@@ -33,6 +33,7 @@ struct Peer {
     google: String,
     city: String,
     mixup: String,
+    audience: String,
     redirector: String,
 }
 
@@ -44,6 +45,7 @@ fn start_peer() -> Result<Peer, String> {
         google: get("google")?,
         city: get("city")?,
         mixup: get("mixup")?,
+        audience: get("audience")?,
         redirector: get("redirector")?,
     })
 }
@@ -394,6 +396,66 @@ async fn a_token_from_another_issuer_is_refused() {
     assert!(
         ciam.store()
             .credential_by_federated_link(&peer.mixup, "anna")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_another_client_is_refused() {
+    let Some(peer) = peer_or_skip("a_token_for_another_client_is_refused") else {
+        return;
+    };
+    let world = world_now().await;
+    let (city, _, _) = city_with_jeremy(&world, false).await;
+    let ciam = auth_ciam(&world, None);
+    // City Group's connection is the peer's `audience` provider, whose token endpoint redeems
+    // our exchange as `another-client`: the ID token it answers is genuine (right issuer, keys,
+    // nonce, algorithm) but issued to another relying party.
+    let mut connection = city_connection(&ciam, &peer, true);
+    if let Some(oidc) = &mut connection.oidc {
+        oidc.issuer = peer.audience.clone();
+    }
+    ciam.identity_providers()
+        .add_connection(
+            &Principal::System,
+            &peer.audience,
+            Some(city.id),
+            connection,
+        )
+        .await
+        .unwrap();
+    let oidc = oidc();
+    let login = ciam.login();
+    // The browser asks for a code for `another-client` with our request's state, nonce and
+    // PKCE challenge.
+    let first = attempt(
+        login
+            .start("anna.virtanen@citygroup.example", SOURCE)
+            .await
+            .unwrap(),
+    );
+    let redirect = login.oidc_begin(&oidc, &first).await.unwrap();
+    assert_eq!(query(&redirect.authorization_url)["client_id"], "smartplan");
+    let for_another = redirect
+        .authorization_url
+        .replacen("client_id=smartplan&", "client_id=another-client&", 1)
+        .replacen("&client_id=smartplan", "&client_id=another-client", 1);
+    assert_eq!(query(&for_another)["client_id"], "another-client");
+    let Callback::Code { code, state } = browser(&for_another, "anna").await else {
+        panic!("the IdP refused")
+    };
+    let refused = login
+        .oidc_finish(&oidc, &redirect.attempt, &code, &state, SOURCE)
+        .await;
+    assert!(
+        matches!(&refused, Err(LoginError::Oidc(OidcError::InvalidIdToken(why))) if why.contains("Invalid audiences") && why.contains("another-client")),
+        "{refused:?}"
+    );
+    assert!(
+        ciam.store()
+            .credential_by_federated_link(&peer.audience, "anna")
             .await
             .unwrap()
             .is_none()

@@ -83,6 +83,24 @@ pub enum PasswordError {
     /// The password is on the list of common passwords.
     #[error("the password is too common; choose another")]
     TooCommon,
+    /// The password contains a word of its context: the service's or company's name, the
+    /// person's name or email address, their organization's name.
+    #[error(
+        "the password contains \"{word}\", which is easy to guess here; choose one without the service's name, your name, your email address or your organization's name"
+    )]
+    ContextWord {
+        /// The word found (lower case, separators removed).
+        word: String,
+    },
+    /// The password is in the breached-password list.
+    #[error("this password has appeared in a data breach, so attackers try it; choose another")]
+    Breached,
+    /// The breached-password list could not be consulted, and the policy refuses new
+    /// passwords until it can ([`BreachCheckFailure::Refuse`]).
+    #[error(
+        "the password cannot be checked against known breaches right now; try again in a few minutes"
+    )]
+    BreachCheckUnavailable,
     /// The stored hash is not a PHC string this library understands.
     #[error("the stored password hash is malformed")]
     MalformedHash,
@@ -94,7 +112,19 @@ pub enum PasswordError {
     Unavailable,
 }
 
-/// Length rules for new passwords (NIST SP 800-63B: length, no composition rules).
+/// What a new password gets when the breached-password list cannot be consulted (the file is
+/// missing or unreadable).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BreachCheckFailure {
+    /// Refuse the new password with [`PasswordError::BreachCheckUnavailable`] (fail closed;
+    /// the default): nobody sets a password that was not checked.
+    #[default]
+    Refuse,
+    /// Log a warning and accept it (fail open): availability over the check.
+    Allow,
+}
+
+/// Rules for new passwords (NIST SP 800-63B: length, no composition rules, refused lists).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PasswordPolicy {
     /// Minimum length in characters (default 8).
@@ -103,6 +133,12 @@ pub struct PasswordPolicy {
     pub max_len: usize,
     /// Refuse passwords on the shipped list of the 10 000 most common ones (default true).
     pub reject_common: bool,
+    /// Words no new password may contain, compared without case and separators: the names of
+    /// the service and the company (default none; SmartPlan sets `smartplan`). Words shorter
+    /// than [`super::MIN_CONTEXT_WORD_LEN`] are ignored.
+    pub context_words: Vec<String>,
+    /// What happens when the breached-password list cannot be consulted (default: refuse).
+    pub breach_check_failure: BreachCheckFailure,
 }
 
 impl Default for PasswordPolicy {
@@ -111,12 +147,29 @@ impl Default for PasswordPolicy {
             min_len: 8,
             max_len: 128,
             reject_common: true,
+            context_words: Vec::new(),
+            breach_check_failure: BreachCheckFailure::Refuse,
         }
     }
 }
 
 impl PasswordPolicy {
-    /// Checks a new password exactly as typed.
+    /// Checks a new password exactly as typed, with the person's context words
+    /// ([`super::PasswordContext`]) besides the policy's own.
+    pub fn check_for(
+        &self,
+        password: &Password,
+        context: &super::PasswordContext,
+    ) -> Result<(), PasswordError> {
+        self.check(password)?;
+        match super::context_words::contained_word(password.expose(), &[], context) {
+            Some(word) => Err(PasswordError::ContextWord { word }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a new password exactly as typed: length, the common list and the policy's own
+    /// context words (not the person's: see [`PasswordPolicy::check_for`]).
     pub fn check(&self, password: &Password) -> Result<(), PasswordError> {
         let len = password.expose().chars().count();
         if len < self.min_len {
@@ -127,6 +180,12 @@ impl PasswordPolicy {
         }
         if self.reject_common && super::common_passwords::contains(password.expose()) {
             return Err(PasswordError::TooCommon);
+        }
+        let none = super::PasswordContext::new();
+        if let Some(word) =
+            super::context_words::contained_word(password.expose(), &self.context_words, &none)
+        {
+            return Err(PasswordError::ContextWord { word });
         }
         Ok(())
     }
@@ -586,6 +645,48 @@ mod tests {
             ..PasswordPolicy::default()
         };
         assert!(lax.check(&Password::new("password123")).is_ok());
+    }
+
+    #[test]
+    fn policy_refuses_context_words_of_the_service_and_the_person() {
+        let policy = PasswordPolicy {
+            context_words: vec!["SmartPlan".to_owned()],
+            ..PasswordPolicy::default()
+        };
+        let word = |w: &str| Err(PasswordError::ContextWord { word: w.to_owned() });
+        assert_eq!(
+            policy.check(&Password::new("Smart-Plan-2026!")),
+            word("smartplan")
+        );
+        let email = crate::contact::EmailAddress::parse("karl.kearnes@kokomedia.example").unwrap();
+        let name = crate::contact::PersonName::parse("Karl", "Kearnes").unwrap();
+        let about = super::super::PasswordContext::new()
+            .email(&email)
+            .name(&name)
+            .organization("KOKO Media Inc.");
+        assert_eq!(
+            policy.check_for(&Password::new("KARL.kearnes.1990"), &about),
+            word("karlkearnes")
+        );
+        assert_eq!(
+            policy.check_for(&Password::new("koko-media-forever"), &about),
+            word("kokomedia")
+        );
+        assert!(
+            policy
+                .check_for(&Password::new("violet-harbour-lantern"), &about)
+                .is_ok()
+        );
+        assert_eq!(
+            policy.check_for(&Password::new("violet-smartplan-lantern"), &about),
+            word("smartplan")
+        );
+        // The message names the word and what to leave out.
+        let message = PasswordError::ContextWord {
+            word: "kokomedia".to_owned(),
+        }
+        .to_string();
+        assert!(message.contains("\"kokomedia\"") && message.contains("organization"));
     }
 
     #[tokio::test]

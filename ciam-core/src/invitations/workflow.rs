@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::authz::{Action, Actor, DenyReason, Principal, Target, authorize};
 use crate::ciam::{Context, WebmailPolicy};
 use crate::contact::{EmailAddress, PersonName, ValidationError};
-use crate::credentials::{Credential, CredentialKind, Password, PasswordError};
+use crate::credentials::{
+    Credential, CredentialKind, Password, PasswordContext, PasswordError, screen_new_password,
+};
 use crate::events::EventKind;
 use crate::identities::{
     Identity, IdentityStatus, Mandate, Membership, MembershipStatus, StaffRole,
@@ -722,7 +724,7 @@ impl Invitations<'_> {
                         .password
                         .as_ref()
                         .ok_or(InvitationError::PasswordRequired)?;
-                    self.add_password(identity.id, password, now, &mut changes)
+                    self.add_password(&identity, &org.name, password, now, &mut changes)
                         .await?;
                 }
                 identity.email_verified = true;
@@ -764,7 +766,7 @@ impl Invitations<'_> {
                     updated_at: now,
                 };
                 if let Some(password) = password {
-                    self.add_password(identity.id, password, now, &mut changes)
+                    self.add_password(&identity, &org.name, password, now, &mut changes)
                         .await?;
                 }
                 identity
@@ -925,12 +927,18 @@ impl Invitations<'_> {
 
     async fn add_password(
         &self,
-        identity: IdentityId,
+        person: &Identity,
+        organization: &str,
         password: &Password,
         now: DateTime<Utc>,
         changes: &mut ChangeSet,
     ) -> Result<(), InvitationError> {
-        self.ctx.policy.password.check(password)?;
+        let identity = person.id;
+        let about = PasswordContext::new()
+            .email(&person.email)
+            .name(&person.name)
+            .organization(organization);
+        screen_new_password(self.ctx, password, &about).await?;
         let hash = self
             .ctx
             .hasher

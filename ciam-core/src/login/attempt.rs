@@ -101,6 +101,13 @@ pub(crate) enum Stage {
         goal: Goal,
         sms: Option<SmsChallenge>,
     },
+    /// First factor proven; a second factor is required and the person has none: they set up
+    /// an authenticator app before the attempt completes.
+    EnrolSecondFactor {
+        identity: IdentityId,
+        methods: Vec<AuthMethod>,
+        goal: Goal,
+    },
     /// Reset link (and second factor, when needed) proven; a new password is next.
     NewPassword {
         identity: IdentityId,

@@ -16,7 +16,8 @@ use crate::ids::IdentityId;
 use crate::login::attempt::{AttemptState, Goal, SmsChallenge, Stage, wrap};
 use crate::login::federated;
 use crate::login::throttle::{self, FailedStep};
-use crate::login::{AttemptToken, Login, LoginError, LoginStep, SecondFactor};
+use crate::login::{AttemptToken, Login, LoginError, LoginStep, MfaRequirement, SecondFactor};
+use crate::organizations::OrgKind;
 use crate::secrets::OneTimeCode;
 use crate::sessions::{AuthMethod, RevocationReason, Session, StartedSession};
 use crate::store::{ChangeSet, StoreErrorKind};
@@ -286,7 +287,18 @@ pub(crate) async fn after_first_factor(
         return complete(ctx, &state, identity.id, methods, goal).await;
     }
     if options.is_empty() {
-        return Err(LoginError::SecondFactorRequired);
+        // Without a sealing key no authenticator app can be set up: the person cannot go on.
+        if !ctx.auth.sealer.configured {
+            return Err(LoginError::SecondFactorRequired);
+        }
+        state.stage = Stage::EnrolSecondFactor {
+            identity: identity.id,
+            methods,
+            goal,
+        };
+        return Ok(LoginStep::EnrolSecondFactor {
+            attempt: seal(ctx, &state)?,
+        });
     }
     let phone_hint = if options.contains(&SecondFactor::Sms) {
         identity.phone.as_ref().map(|phone| {
@@ -334,14 +346,16 @@ pub(crate) async fn second_factor_options(
             options.push(SecondFactor::RecoveryCode);
         }
     }
-    let mut required = totp;
+    let deployment = ctx.policy.login.require_mfa;
+    let mut required = totp || deployment == MfaRequirement::All;
     if !required {
         for membership in ctx.store.memberships_of_identity(identity.id).await? {
             if membership.status != MembershipStatus::Active {
                 continue;
             }
             if let Some(org) = ctx.store.organization(membership.organization).await? {
-                if org.is_active() && org.policy.require_mfa {
+                let staff = deployment == MfaRequirement::Staff && org.kind == OrgKind::Provider;
+                if org.is_active() && (org.policy.require_mfa || staff) {
                     required = true;
                     break;
                 }

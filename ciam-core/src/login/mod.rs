@@ -19,11 +19,13 @@
 
 mod attempt;
 mod connections;
+mod enrolment;
 mod federated;
 mod federation;
 mod flow;
 #[cfg(feature = "oidc")]
 mod oidc;
+mod reauth;
 mod reset;
 #[cfg(feature = "http-sms")]
 mod sms_gateway;
@@ -52,6 +54,7 @@ pub use federation::{
 };
 #[cfg(feature = "oidc")]
 pub use oidc::{OidcError, OidcLogin, OidcOptions, OidcRedirect};
+pub use reauth::authenticated_recently;
 #[cfg(feature = "http-sms")]
 pub use sms_gateway::{HttpSmsGateway, HttpSmsGatewayConfig, SmsGatewayError};
 pub use throttle::{FailedStep, ThrottlePolicy, ThrottleScope};
@@ -78,6 +81,22 @@ pub struct LoginPolicy {
     pub throttle: ThrottlePolicy,
     /// The issuer shown in authenticator apps (default: the policy's product name).
     pub totp_issuer: Option<String>,
+    /// Who must use a second factor, deployment-wide (default: where an organization's policy
+    /// says so). People who need one and have none set one up while signing in.
+    pub require_mfa: MfaRequirement,
+}
+
+/// Who must use a second factor at sign-in, deployment-wide: besides the members of
+/// organizations whose policy requires it, and people who set one up themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MfaRequirement {
+    /// Only where an organization's policy says so.
+    #[default]
+    OrganizationPolicy,
+    /// Also every active member of the provider organization (the staff).
+    Staff,
+    /// Everyone.
+    All,
 }
 
 impl Default for LoginPolicy {
@@ -92,6 +111,7 @@ impl Default for LoginPolicy {
             reset_links_per_hour: 3,
             throttle: ThrottlePolicy::default(),
             totp_issuer: None,
+            require_mfa: MfaRequirement::OrganizationPolicy,
         }
     }
 }
@@ -152,6 +172,13 @@ pub enum LoginStep {
         email: String,
         /// The provider's display name.
         provider: String,
+    },
+    /// A second factor is required and the person has none: set up an authenticator app
+    /// ([`Login::enrolment_totp`], then [`Login::enrolment_confirm`]) to go on. No session
+    /// exists until then.
+    EnrolSecondFactor {
+        /// The attempt.
+        attempt: AttemptToken,
     },
     /// Choose a new password (password reset).
     NewPassword {

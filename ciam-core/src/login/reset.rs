@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::authz::{Action, Actor, Principal, Target, authorize};
 use crate::ciam::Context;
 use crate::contact::EmailAddress;
-use crate::credentials::{Credential, CredentialKind, Password, Purpose, Verification};
+use crate::credentials::{self, Credential, CredentialKind, Password, Purpose, Verification};
 use crate::delivery::{EmailMessage, MessagePurpose};
 use crate::events::EventKind;
 use crate::identities::MembershipStatus;
@@ -156,7 +156,13 @@ impl Login<'_> {
         let Stage::NewPassword { identity, reset_id } = &state.stage else {
             return Err(LoginError::WrongStep);
         };
-        ctx.policy.password.check(new_password)?;
+        let person = ctx
+            .store
+            .identity(*identity)
+            .await?
+            .ok_or(LoginError::InvalidCredentials)?;
+        let about = credentials::context_of(ctx, &person).await?;
+        credentials::screen_new_password(ctx, new_password, &about).await?;
         let hash = ctx.hasher.hash(new_password, ctx.random.as_ref()).await?;
         // Single use: of two concurrent completions exactly one counts.
         let uses = ctx
@@ -236,7 +242,8 @@ impl Login<'_> {
             .await?;
             return Err(LoginError::InvalidCredentials);
         }
-        ctx.policy.password.check(new_password)?;
+        let about = credentials::context_of(ctx, &identity).await?;
+        credentials::screen_new_password(ctx, new_password, &about).await?;
         let hash = ctx.hasher.hash(new_password, ctx.random.as_ref()).await?;
         let actor = Actor::Identity(identity_id);
         let mut changes = ChangeSet::new();

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 
-use crate::authz::{Action, Principal, Target, authorize};
+use crate::authz::{Action, Actor, Principal, Target, authorize};
 use crate::ciam::Context;
 use crate::credentials::{Credential, CredentialKind, Purpose};
 use crate::events::EventKind;
@@ -213,6 +213,15 @@ impl Login<'_> {
         identity: IdentityId,
     ) -> Result<TotpEnrollment, LoginError> {
         authorize_self(principal, identity)?;
+        self.start_totp_enrollment(identity).await
+    }
+
+    /// [`Login::enroll_totp`] after its authorization (also used inside a sign-in that must
+    /// set up a second factor).
+    pub(crate) async fn start_totp_enrollment(
+        &self,
+        identity: IdentityId,
+    ) -> Result<TotpEnrollment, LoginError> {
         let ctx = self.ctx;
         if !ctx.auth.sealer.configured {
             return Err(LoginError::NoSecretKey);
@@ -271,6 +280,17 @@ impl Login<'_> {
         code: &str,
     ) -> Result<Vec<RecoveryCode>, LoginError> {
         authorize_self(principal, identity)?;
+        self.finish_totp_enrollment(&principal.actor(), identity, code)
+            .await
+    }
+
+    /// [`Login::confirm_totp`] after its authorization, the event recorded as `actor`'s.
+    pub(crate) async fn finish_totp_enrollment(
+        &self,
+        actor: &Actor,
+        identity: IdentityId,
+        code: &str,
+    ) -> Result<Vec<RecoveryCode>, LoginError> {
         let ctx = self.ctx;
         let now = ctx.now();
         let person = ctx
@@ -316,7 +336,7 @@ impl Login<'_> {
             updated_at: now,
         });
         changes.event(ctx.event(
-            &principal.actor(),
+            actor,
             None,
             Some(identity),
             EventKind::SecondFactorEnrolled {

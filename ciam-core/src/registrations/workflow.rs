@@ -10,7 +10,9 @@ use crate::ciam::Context;
 use crate::contact::{
     EmailAddress, EmailDomain, PersonName, PhoneNumber, ValidationError, bounded_text, key_text,
 };
-use crate::credentials::{Credential, CredentialKind, Password, PasswordError};
+use crate::credentials::{
+    Credential, CredentialKind, Password, PasswordContext, PasswordError, screen_new_password,
+};
 use crate::delivery::{MessagePurpose, SmsMessage};
 use crate::events::EventKind;
 use crate::identities::{Identity, IdentityStatus, Mandate, Membership, MembershipStatus};
@@ -190,6 +192,7 @@ impl Registrations<'_> {
         family: &str,
         phone: Option<&str>,
         password: &Password,
+        organization: &str,
     ) -> Result<(Applicant, OneTimeCode, Option<OneTimeCode>), RegistrationError> {
         let email = EmailAddress::parse(email)?;
         let name = PersonName::parse(given, family)?;
@@ -197,7 +200,11 @@ impl Registrations<'_> {
             .filter(|p| !p.trim().is_empty())
             .map(PhoneNumber::parse)
             .transpose()?;
-        self.ctx.policy.password.check(password)?;
+        let about = PasswordContext::new()
+            .email(&email)
+            .name(&name)
+            .organization(organization);
+        screen_new_password(self.ctx, password, &about).await?;
         if self.ctx.store.identity_by_email(&email).await?.is_some() {
             return Err(RegistrationError::AccountExists);
         }
@@ -277,6 +284,7 @@ impl Registrations<'_> {
                 &form.family_name,
                 form.phone.as_deref(),
                 &form.password,
+                &organization_name,
             )
             .await?;
         let domain = applicant.email.domain().to_owned();
@@ -726,6 +734,7 @@ impl Registrations<'_> {
                 &form.family_name,
                 None,
                 &form.password,
+                &org.name,
             )
             .await?;
         let phone = form

@@ -244,6 +244,52 @@ impl Default for Limits {
     }
 }
 
+/// Account security settings (`[security]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecuritySettings {
+    /// Changing the email, the phone, the password or the second factors needs a sign-in
+    /// within this long (default 10 minutes); otherwise the person confirms it is them first.
+    pub reauthentication: Duration,
+    /// Who must use a second factor besides the organizations whose policy requires one.
+    /// `smartplan serve` defaults to [`MfaRequirement::Staff`]; [`Config::new`] (tests,
+    /// embedding, the demo) to [`MfaRequirement::OrganizationPolicy`].
+    pub require_mfa: MfaRequirement,
+}
+
+pub use ciam_core::login::MfaRequirement;
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            reauthentication: Duration::minutes(10),
+            require_mfa: MfaRequirement::OrganizationPolicy,
+        }
+    }
+}
+
+/// Rules for new passwords beyond ciam-core's defaults (`[passwords]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordSettings {
+    /// Words no new password may contain, case and separators ignored (default
+    /// `["smartplan"]`); the person's own name, email and organization are refused as well.
+    pub context_words: Vec<String>,
+    /// The Have I Been Pwned "Pwned Passwords" SHA-1 list (ordered by hash) to look every new
+    /// password up in; none: only the shipped common list.
+    pub breached_list: Option<PathBuf>,
+    /// What a new password gets while that list cannot be read (default: refused).
+    pub breached_list_unavailable: ciam_core::credentials::BreachCheckFailure,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            context_words: vec!["smartplan".to_owned()],
+            breached_list: None,
+            breached_list_unavailable: ciam_core::credentials::BreachCheckFailure::Refuse,
+        }
+    }
+}
+
 /// The whole, checked configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -273,6 +319,10 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// SAML IdP key files (none: generated under the data directory in demo mode).
     pub saml_keys: Option<SamlKeyFiles>,
+    /// Rules for new passwords.
+    pub passwords: PasswordSettings,
+    /// Account security settings.
+    pub security: SecuritySettings,
 }
 
 impl Config {
@@ -297,6 +347,8 @@ impl Config {
             google: None,
             webhooks: Vec::new(),
             saml_keys: None,
+            passwords: PasswordSettings::default(),
+            security: SecuritySettings::default(),
         }
     }
 
@@ -322,6 +374,9 @@ impl Config {
             code_lifetime: self.lifetimes.code,
             ..ciam_core::Policy::default()
         };
+        policy.password.context_words = self.passwords.context_words.clone();
+        policy.login.require_mfa = self.security.require_mfa;
+        policy.password.breach_check_failure = self.passwords.breached_list_unavailable;
         policy.sessions.idle_timeout = self.lifetimes.session_idle;
         policy.sessions.absolute_timeout = self.lifetimes.session_absolute;
         policy

@@ -35,7 +35,7 @@ use ciam_core::services::{BusinessRoleDefinition, ServiceDefinition};
 use ciam_core::{Ciam, Principal};
 
 /// The password of every demo account.
-pub const DEMO_PASSWORD: &str = "smartplan-demo-2026";
+pub const DEMO_PASSWORD: &str = "harbour-lantern-2026";
 
 /// The service key of SmartPlan Application.
 pub const APP_SERVICE: &str = "smartplan-app";

@@ -159,6 +159,9 @@ pub enum AssembleError {
     /// The OIDC client could not be set up (the callback URL is not valid).
     #[error("cannot set up sign-in with OIDC providers: {0}")]
     Oidc(String),
+    /// The breached-password list cannot be opened.
+    #[error("cannot use the breached-password list: {0}")]
+    BreachedList(String),
 }
 
 /// The SAML IdP's endpoints under `base_url`: entity id (the metadata URL), SSO and SLO.
@@ -187,6 +190,13 @@ pub fn assemble(assembly: Assembly) -> Result<AppState, AssembleError> {
         .random(random)
         .secret_key(config.secret.sealing_key())
         .policy(config.policy());
+    let builder = match &config.passwords.breached_list {
+        Some(path) => builder.breached_passwords(Arc::new(
+            ciam_core::credentials::PwnedPasswordsFile::open(path)
+                .map_err(|error| AssembleError::BreachedList(error.to_string()))?,
+        )),
+        None => builder,
+    };
     let mut outgoing = None;
     let (builder, dev) = match delivery {
         Delivery::Dev => {

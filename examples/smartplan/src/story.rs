@@ -112,7 +112,7 @@ pub async fn run(data_dir: &Path) -> Result<()> {
         })
         .build()?;
     let system = Principal::System;
-    let password = Password::new("smartplan-demo-2026");
+    let password = Password::new("harbour-lantern-2026");
     println!(
         "SmartPlan story on ciam-rs (SQLite database {}, argon2id with OWASP parameters)",
         database.display()

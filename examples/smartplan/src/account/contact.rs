@@ -139,6 +139,9 @@ pub(super) async fn request_email(
     me: SignedIn,
     Form(form): Form<EmailForm>,
 ) -> Result<Response, WebError> {
+    if let Some(confirm) = super::confirm::unless_recent(&state, &me, "/account/email") {
+        return Ok(confirm);
+    }
     let email = form.email.trim().to_owned();
     let mut errors = FieldErrors::new();
     if email.is_empty() {
@@ -239,6 +242,9 @@ pub(super) async fn request_phone(
     me: SignedIn,
     Form(form): Form<PhoneForm>,
 ) -> Result<Response, WebError> {
+    if let Some(confirm) = super::confirm::unless_recent(&state, &me, "/account/phone") {
+        return Ok(confirm);
+    }
     let identity = me_identity(&state, &me).await?;
     if form.decision == "remove" {
         return remove_phone(&state, &ctx, &me, &identity).await;

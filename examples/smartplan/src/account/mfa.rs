@@ -36,6 +36,10 @@ struct EnrollPage {
     secret_groups: Vec<String>,
     restarted: bool,
     errors: FieldErrors,
+    /// Where the code form posts.
+    action: &'static str,
+    /// Where the setup starts again.
+    restart: &'static str,
 }
 
 #[derive(Template)]
@@ -44,6 +48,66 @@ struct RecoveryCodesPage {
     page: Page,
     codes: Vec<String>,
     first_time: bool,
+    /// The "done" link.
+    done_href: String,
+    done_label: &'static str,
+}
+
+/// Where an enrolment page's forms go: MySmartPlan's or the sign-in's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EnrolmentForms {
+    /// The code form's action.
+    pub(crate) action: &'static str,
+    /// The page that starts the setup again.
+    pub(crate) restart: &'static str,
+}
+
+const ACCOUNT_FORMS: EnrolmentForms = EnrolmentForms {
+    action: "/account/mfa/totp/confirm",
+    restart: "/account/mfa",
+};
+
+/// The page that shows a new authenticator app's QR code and secret (`enrollment`), or, after
+/// a wrong code (`None`), only the code form again. Never cached.
+pub(crate) fn enrollment_response(
+    page: Page,
+    enrollment: Option<&ciam_core::login::TotpEnrollment>,
+    errors: FieldErrors,
+    forms: EnrolmentForms,
+) -> Result<Response, WebError> {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = EnrollPage {
+        page,
+        qr_svg: enrollment.map_or_else(String::new, |e| inline_svg(&e.qr_svg)),
+        secret_groups: enrollment.map_or_else(Vec::new, |e| groups_of_four(&e.secret_base32)),
+        restarted: enrollment.is_none(),
+        errors,
+        action: forms.action,
+        restart: forms.restart,
+    };
+    Ok(no_store((status, web::render(&page)?).into_response()))
+}
+
+/// The page that shows recovery codes once, with a link on (`done_href`). Never cached.
+pub(crate) fn recovery_codes_response(
+    page: Page,
+    codes: &[RecoveryCode],
+    first_time: bool,
+    done_href: String,
+    done_label: &'static str,
+) -> Result<Response, WebError> {
+    let page = RecoveryCodesPage {
+        page,
+        codes: codes_text(codes),
+        first_time,
+        done_href,
+        done_label,
+    };
+    Ok(no_store(web::render(&page)?.into_response()))
 }
 
 /// `code=` (no `Debug`).
@@ -128,19 +192,20 @@ pub(super) async fn start_totp(
     ctx: PageContext,
     me: SignedIn,
 ) -> Result<Response, WebError> {
+    if let Some(confirm) = super::confirm::unless_recent(&state, &me, "/account/mfa") {
+        return Ok(confirm);
+    }
     let enrollment = state
         .ciam
         .login()
         .enroll_totp(&me.principal, me.user.identity)
         .await?;
-    let page = EnrollPage {
-        page: ctx.page("Set up your authenticator app"),
-        qr_svg: inline_svg(&enrollment.qr_svg),
-        secret_groups: groups_of_four(&enrollment.secret_base32),
-        restarted: false,
-        errors: FieldErrors::new(),
-    };
-    Ok(no_store(web::render(&page)?.into_response()))
+    enrollment_response(
+        ctx.page("Set up your authenticator app"),
+        Some(&enrollment),
+        FieldErrors::new(),
+        ACCOUNT_FORMS,
+    )
 }
 
 /// `POST /account/mfa/totp/confirm`: the first code; shows the recovery codes once.
@@ -150,6 +215,9 @@ pub(super) async fn confirm_totp(
     me: SignedIn,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, WebError> {
+    if let Some(confirm) = super::confirm::unless_recent(&state, &me, "/account/mfa") {
+        return Ok(confirm);
+    }
     let code = form.code.trim();
     let mut errors = FieldErrors::new();
     if code.is_empty() {
@@ -162,14 +230,15 @@ pub(super) async fn confirm_totp(
             .await
         {
             Ok(codes) => {
-                let page = RecoveryCodesPage {
-                    page: ctx.page("Your recovery codes").with_flash(Flash::success(
+                return recovery_codes_response(
+                    ctx.page("Your recovery codes").with_flash(Flash::success(
                         "Your authenticator app is set up. From now on you enter its code when you sign in.",
                     )),
-                    codes: codes_text(&codes),
-                    first_time: true,
-                };
-                return Ok(no_store(web::render(&page)?.into_response()));
+                    &codes,
+                    true,
+                    "/account".to_owned(),
+                    "Done: back to MySmartPlan",
+                );
             }
             Err(LoginError::WrongCode) => errors.add(
                 "code",
@@ -185,16 +254,12 @@ pub(super) async fn confirm_totp(
             Err(error) => return Err(error.into()),
         }
     }
-    let page = EnrollPage {
-        page: ctx.page("Set up your authenticator app"),
-        qr_svg: String::new(),
-        secret_groups: Vec::new(),
-        restarted: true,
+    enrollment_response(
+        ctx.page("Set up your authenticator app"),
+        None,
         errors,
-    };
-    Ok(no_store(
-        (StatusCode::UNPROCESSABLE_ENTITY, web::render(&page)?).into_response(),
-    ))
+        ACCOUNT_FORMS,
+    )
 }
 
 /// `POST /account/mfa/recovery-codes`: new recovery codes, shown once.
@@ -203,20 +268,22 @@ pub(super) async fn new_recovery_codes(
     ctx: PageContext,
     me: SignedIn,
 ) -> Result<Response, WebError> {
+    if let Some(confirm) = super::confirm::unless_recent(&state, &me, "/account/mfa") {
+        return Ok(confirm);
+    }
     match state
         .ciam
         .login()
         .renew_recovery_codes(&me.principal, me.user.identity)
         .await
     {
-        Ok(codes) => {
-            let page = RecoveryCodesPage {
-                page: ctx.page("Your new recovery codes"),
-                codes: codes_text(&codes),
-                first_time: false,
-            };
-            Ok(no_store(web::render(&page)?.into_response()))
-        }
+        Ok(codes) => recovery_codes_response(
+            ctx.page("Your new recovery codes"),
+            &codes,
+            false,
+            "/account".to_owned(),
+            "Done: back to MySmartPlan",
+        ),
         Err(LoginError::NoPendingEnrollment) => Ok(flash::redirect_with(
             &state,
             "/account/mfa",

@@ -3,10 +3,14 @@
 //! open; the other pages change the email (code to the new address), the phone (code by SMS;
 //! remove), the password (the current one needed; other sessions end), set up an
 //! authenticator app (QR code, recovery codes shown once), and list the sessions ("sign out
-//! the others").
+//! the others"). Changing the email, the phone or the second factors needs a recent sign-in
+//! ([`confirm`]: otherwise the person confirms their password first).
 
+mod confirm;
 mod contact;
 mod mfa;
+
+pub(crate) use mfa::{EnrolmentForms, enrollment_response, recovery_codes_response};
 mod overview;
 pub mod rules;
 mod security;
@@ -41,6 +45,11 @@ pub fn routes() -> Router<AppState> {
         .route("/account/mfa/totp", post(mfa::start_totp))
         .route("/account/mfa/totp/confirm", post(mfa::confirm_totp))
         .route("/account/mfa/recovery-codes", post(mfa::new_recovery_codes))
+        .route(
+            "/account/confirm",
+            get(confirm::page).post(confirm::confirm),
+        )
+        .route("/account/confirm/again", post(confirm::sign_in_again))
 }
 
 /// A time as people read it in the pages.

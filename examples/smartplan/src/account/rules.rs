@@ -22,6 +22,9 @@ pub fn password_rules(policy: &PasswordPolicy) -> String {
             " Passwords that many people use, such as \"password1\" or \"qwerty123\", are refused.",
         );
     }
+    text.push_str(
+        " Leave out the name of the service, your own name, your email address and your organization's name.",
+    );
     text.push_str(" A few unrelated words make a password that is long and easy to remember.");
     text
 }
@@ -106,18 +109,25 @@ pub async fn second_factor_missing(
     Ok(second_factors(state, identity).await?.is_empty())
 }
 
-/// Whether an active organization of `identity` requires a second factor.
+/// Whether `identity` must use a second factor: the deployment's `[security] require_mfa` or an
+/// active organization's policy.
 pub async fn second_factor_required(
     state: &AppState,
     identity: &Identity,
 ) -> Result<bool, WebError> {
+    let deployment = state.config.security.require_mfa;
+    if deployment == crate::config::MfaRequirement::All {
+        return Ok(true);
+    }
     for membership in state.store.memberships_of_identity(identity.id).await? {
         if !membership.is_active() {
             continue;
         }
         if let Some(organization) = state.store.organization(membership.organization).await?
             && organization.is_active()
-            && organization.policy.require_mfa
+            && (organization.policy.require_mfa
+                || (deployment == crate::config::MfaRequirement::Staff
+                    && organization.kind == ciam_core::organizations::OrgKind::Provider))
         {
             return Ok(true);
         }

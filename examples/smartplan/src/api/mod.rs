@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, RequestExt};
 use chrono::{DateTime, Utc};
+use ciam_core::authz::{Action, Target, authorize};
 use ciam_crm::commands::{
     BatchResponse, ChangeContractRequest, Command, CommandResponse, ContactResponse,
     ContractChangeKind, ContractResponse, ContractState, IdentityQuery, IdentityResponse,
@@ -23,13 +24,14 @@ use ciam_crm::commands::{
     OrganizationQuery, OrganizationResponse, UpsertContactRequest, UpsertContractRequest,
     UpsertOrganizationRequest,
 };
-use ciam_crm::{MAX_IDEMPOTENCY_KEY_LEN, Provisioner};
+use ciam_crm::{CommandError, MAX_IDEMPOTENCY_KEY_LEN, Provisioner};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::state::AppState;
 use crate::web::error::ApiErrorBody;
+use crate::web::forms::{repeated_name, repeated_parameter_error};
 use crate::web::throttle::Rule;
 use crate::web::{ApiError, WebError};
 use keys::ApiCaller;
@@ -98,7 +100,8 @@ fn json_rejection(rejection: JsonRejection, limit: usize) -> WebError {
     }
 }
 
-/// A query string; unknown parameters and wrong types are refused.
+/// A query string; unknown parameters and wrong types are refused (422), and so is a parameter
+/// given more than once (400 `repeated_parameter`), never merged.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -106,6 +109,9 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(name) = repeated_name(parts.uri.query().unwrap_or_default().as_bytes()) {
+            return Err(ApiError(repeated_parameter_error(&name)));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError(query_rejection(&rejection))),
@@ -283,7 +289,8 @@ async fn put_organization(
     params(("crm_account_id" = String, Path, description = "The CRM account id"), UsersPage),
     responses(
         (status = 200, body = OrganizationDetails),
-        (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody),
     )
 )]
@@ -472,7 +479,8 @@ async fn invite_leads(
     params(IdentityLookup),
     responses(
         (status = 200, body = IdentityResponse),
-        (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody),
     )
 )]
@@ -481,6 +489,15 @@ async fn find_identity(
     caller: ApiCaller,
     ApiQuery(lookup): ApiQuery<IdentityLookup>,
 ) -> Result<Json<IdentityResponse>, ApiError> {
+    // The `read` scope first: a key without it is refused (403) exactly like an organization
+    // read, before anything is looked up, so the answer says nothing about the person.
+    authorize(
+        &caller.principal,
+        &Action::ViewOrganization,
+        &Target::Global,
+    )
+    .into_result()
+    .map_err(|reason| ApiError(CommandError::Denied(reason.to_string()).into()))?;
     let command = Command::FindIdentity(IdentityQuery {
         email: lookup.email,
         crm_contact_id: lookup.crm_contact_id,

@@ -132,6 +132,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     );
     println!();
     println!("  Sign in:        {base}/signin");
+    println!(
+        "  (Demo: staff sign in without a second factor; `smartplan serve` requires one for staff by default, [security] require_mfa.)"
+    );
     println!("  Dev mailbox:    {base}/dev/mail");
     println!("  SMS outbox:     {base}/dev/sms");
     println!("  Back office:    {base}/backoffice");

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Config, GoogleConfig, IpNetwork, Lifetimes, Limits, Redacted, SamlKeyFiles, ServerSecret,
-    SmsConfig, SmtpConfig, SmtpSecurity, WebhookConfig,
+    Config, GoogleConfig, IpNetwork, Lifetimes, Limits, PasswordSettings, Redacted, SamlKeyFiles,
+    SecuritySettings, ServerSecret, SmsConfig, SmtpConfig, SmtpSecurity, WebhookConfig,
 };
 
 /// The prefix of the environment variables.
@@ -125,6 +125,10 @@ struct RawConfig {
     tokens: RawTokens,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    passwords: RawPasswords,
+    #[serde(default)]
+    security: RawSecurity,
     smtp: Option<RawSmtp>,
     sms: Option<RawSms>,
     google: Option<RawGoogle>,
@@ -152,6 +156,21 @@ struct RawTokens {
 struct RawLimits {
     body_bytes: Option<usize>,
     upload_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    reauthentication_minutes: Option<i64>,
+    require_mfa: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPasswords {
+    context_words: Option<Vec<String>>,
+    breached_list: Option<PathBuf>,
+    breached_list_unavailable: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +256,11 @@ const ENV_KEYS: &[&str] = &[
     "tokens.code_minutes",
     "limits.body_bytes",
     "limits.upload_bytes",
+    "security.reauthentication_minutes",
+    "security.require_mfa",
+    "passwords.context_words",
+    "passwords.breached_list",
+    "passwords.breached_list_unavailable",
     "smtp.host",
     "smtp.port",
     "smtp.security",
@@ -293,6 +317,23 @@ fn apply_env(raw: &mut RawConfig, env: &BTreeMap<String, String>) -> Result<(), 
             "tokens.code_minutes" => raw.tokens.code_minutes = Some(number(key, &text)?),
             "limits.body_bytes" => raw.limits.body_bytes = Some(number(key, &text)?),
             "limits.upload_bytes" => raw.limits.upload_bytes = Some(number(key, &text)?),
+            "security.require_mfa" => raw.security.require_mfa = Some(text),
+            "security.reauthentication_minutes" => {
+                raw.security.reauthentication_minutes = Some(number(key, &text)?);
+            }
+            "passwords.context_words" => {
+                raw.passwords.context_words = Some(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                );
+            }
+            "passwords.breached_list" => raw.passwords.breached_list = Some(PathBuf::from(text)),
+            "passwords.breached_list_unavailable" => {
+                raw.passwords.breached_list_unavailable = Some(text);
+            }
             "smtp.host" => raw.smtp.get_or_insert_with(Default::default).host = Some(text),
             "smtp.port" => {
                 raw.smtp.get_or_insert_with(Default::default).port = Some(number(key, &text)?);
@@ -480,6 +521,31 @@ impl RawConfig {
             ));
         }
 
+        let passwords = check_passwords(self.passwords)?;
+        let security = SecuritySettings {
+            reauthentication: positive(
+                "security.reauthentication_minutes",
+                self.security.reauthentication_minutes,
+                24 * 60,
+            )?
+            .map_or(
+                SecuritySettings::default().reauthentication,
+                Duration::minutes,
+            ),
+            require_mfa: match self.security.require_mfa.as_deref() {
+                None | Some("staff") => super::MfaRequirement::Staff,
+                Some("all") => super::MfaRequirement::All,
+                Some("organization_policy") => super::MfaRequirement::OrganizationPolicy,
+                Some(other) => {
+                    return Err(invalid(
+                        "security.require_mfa",
+                        format!(
+                            "{other:?} is not one of \"all\", \"staff\", \"organization_policy\""
+                        ),
+                    ));
+                }
+            },
+        };
         let smtp = self.smtp.map(check_smtp).transpose()?;
         let sms = self.sms.map(check_sms).transpose()?;
         let google = self.google.map(check_google).transpose()?;
@@ -534,8 +600,46 @@ impl RawConfig {
             google,
             webhooks,
             saml_keys,
+            passwords,
+            security,
         })
     }
+}
+
+fn check_passwords(raw: RawPasswords) -> Result<PasswordSettings, ConfigError> {
+    use ciam_core::credentials::{BreachCheckFailure, MIN_CONTEXT_WORD_LEN, context_words};
+    let defaults = PasswordSettings::default();
+    let context_words = raw.context_words.unwrap_or(defaults.context_words);
+    if let Some(short) = context_words
+        .iter()
+        .find(|word| context_words::fold(word).chars().count() < MIN_CONTEXT_WORD_LEN)
+    {
+        return Err(invalid(
+            "passwords.context_words",
+            format!(
+                "{short:?} is shorter than {MIN_CONTEXT_WORD_LEN} letters and digits; such words would refuse too many passwords"
+            ),
+        ));
+    }
+    let breached_list_unavailable = match raw.breached_list_unavailable.as_deref() {
+        None | Some("refuse") => BreachCheckFailure::Refuse,
+        Some("allow") => BreachCheckFailure::Allow,
+        Some(other) => {
+            return Err(invalid(
+                "passwords.breached_list_unavailable",
+                format!("{other:?} is neither \"refuse\" nor \"allow\""),
+            ));
+        }
+    };
+    if let Some(path) = &raw.breached_list {
+        ciam_core::credentials::PwnedPasswordsFile::open(path)
+            .map_err(|error| invalid("passwords.breached_list", error.to_string()))?;
+    }
+    Ok(PasswordSettings {
+        context_words,
+        breached_list: raw.breached_list,
+        breached_list_unavailable,
+    })
 }
 
 fn check_smtp(raw: RawSmtp) -> Result<SmtpConfig, ConfigError> {

@@ -5,9 +5,10 @@
 //! when an organization requires a second factor and none is set up yet. Expired, used,
 //! withdrawn and unknown links get a plain page that says what happened and what to do.
 
+use crate::web::forms::Query;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

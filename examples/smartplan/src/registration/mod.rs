@@ -11,9 +11,10 @@
 //!
 //! Submissions are throttled per client address; forms keep what was typed (not passwords).
 
+use crate::web::forms::Query;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;

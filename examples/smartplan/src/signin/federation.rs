@@ -12,9 +12,10 @@
 //! that posts the response once more from our own origin (a button, pressed by
 //! `/static/signin-continue.js`), and that same-site POST carries the cookie.
 
+use crate::web::forms::Query;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};

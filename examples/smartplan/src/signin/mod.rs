@@ -8,13 +8,15 @@
 //! ([`progress::Progress`]). After sign-in the person goes to `next` when it is a local path,
 //! else to `/account`.
 
+mod enrolment;
 pub mod federation;
 pub mod progress;
 mod reset;
 
+use crate::web::forms::Query;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -45,6 +47,10 @@ pub fn routes() -> Router<AppState> {
         .route("/signin/totp", get(totp_page).post(totp_submit))
         .route("/signin/recovery", get(recovery_page).post(recovery_submit))
         .route("/signin/link", get(link_page).post(link_submit))
+        .route(
+            "/signin/enrol",
+            get(enrolment::page).post(enrolment::submit),
+        )
         .route("/signout", post(sign_out))
         .route("/login", get(login_redirect))
         .merge(reset::routes())
@@ -105,7 +111,7 @@ fn page_response(status: StatusCode, html: Html<String>, retry_after: Option<u64
 #[derive(Debug)]
 pub(crate) struct Problem {
     status: StatusCode,
-    message: String,
+    pub(crate) message: String,
     retry_after: Option<u64>,
 }
 
@@ -263,7 +269,7 @@ pub(crate) fn wait_words(seconds: u64) -> String {
 }
 
 /// Removes the attempt and the progress from the browser.
-fn forget_attempt(state: &AppState, headers: &mut HeaderMap) {
+pub(crate) fn forget_attempt(state: &AppState, headers: &mut HeaderMap) {
     login_attempt::clear(state).append_to(headers);
     Progress::clear(state).append_to(headers);
 }
@@ -308,6 +314,7 @@ pub(crate) async fn follow(
             progress.provider = Some(provider);
             ("/signin/link".to_owned(), attempt)
         }
+        LoginStep::EnrolSecondFactor { attempt } => ("/signin/enrol".to_owned(), attempt),
         LoginStep::NewPassword { attempt } => {
             progress.reset = true;
             ("/password/reset".to_owned(), attempt)
@@ -328,7 +335,7 @@ pub(crate) async fn follow(
 }
 
 /// The attempt and progress of a step page, or a redirect to `/signin` when there is none.
-fn in_progress(
+pub(crate) fn in_progress(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(AttemptToken, Progress), Box<Response>> {

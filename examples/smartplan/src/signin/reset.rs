@@ -2,9 +2,10 @@
 //! not the email has an account), `/password/reset?token=` opens it (the second factor first
 //! when the person has one), then the new password is set and every session ends.
 
+use crate::web::forms::Query;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;

@@ -21,7 +21,7 @@ pub use client_addr::ClientAddr;
 pub use csrf::Csrf;
 pub use error::{ApiError, WebError};
 pub use flash::{Flash, FlashLevel};
-pub use forms::{FieldErrors, Form};
+pub use forms::{FieldErrors, Form, Query};
 pub use page::{Branding, Nav, Page, PageContext};
 pub use session::{MaybeSignedIn, SignedIn};
 

@@ -209,3 +209,72 @@ async fn an_id_token_issued_in_the_future_by_our_clock_is_refused() {
     assert!(!client.jar.contains_key("smartplan_session"));
     assert!(client.get("/account").await.status.is_redirection());
 }
+
+/// Whether `text` holds a JWT: `eyJ` (the base64 of `{"`) starting three base64url segments
+/// joined by dots (the ID token, or a JWT access token).
+fn has_jwt(text: &str) -> bool {
+    let b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices("eyJ").any(|(at, _)| {
+        let segments: Vec<&str> = text[at..]
+            .split(|c: char| !b64(c) && c != '.')
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .collect();
+        segments.len() >= 3 && segments[..3].iter().all(|segment| segment.len() >= 4)
+    })
+}
+
+/// Everything a browser receives in `response`: status line, headers (with the cookies) and
+/// body.
+fn all_the_browser_sees(response: &support::TestResponse) -> String {
+    let headers = response
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{}\n{headers}\n\n{}", response.status, response.body)
+}
+
+#[tokio::test]
+async fn the_providers_tokens_never_reach_the_browser() {
+    let Some(issuer) = city_issuer_or_skip("the_providers_tokens_never_reach_the_browser") else {
+        return;
+    };
+    let app = app_with_city_idp(&issuer).await;
+    let mut client = app.client();
+    let mut seen = Vec::new();
+    let started = client
+        .post_form("/signin", &[("email", "anna.virtanen@citygroup.example")])
+        .await;
+    let authorization_url = started.location().unwrap().to_owned();
+    // From the callback on: the provider's tokens exist only after the code exchange.
+    let callback = browser_at_idp(&authorization_url, "anna").await;
+    let signed_in = client.get(&callback).await;
+    assert_eq!(signed_in.location(), Some("/account"), "{signed_in:?}");
+    seen.push(all_the_browser_sees(&signed_in));
+    for page in [
+        "/account",
+        "/account/sessions",
+        "/account/mfa",
+        "/account/email",
+    ] {
+        let response = client.get(page).await;
+        assert_eq!(response.status, StatusCode::OK, "{page}: {}", response.body);
+        seen.push(all_the_browser_sees(&response));
+    }
+    let jar = client
+        .jar
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    seen.push(jar);
+    for text in &seen {
+        assert!(!has_jwt(text), "a JWT reached the browser:\n{text}");
+        for word in ["id_token", "access_token", "refresh_token", "code_verifier"] {
+            assert!(!text.contains(word), "{word} reached the browser:\n{text}");
+        }
+    }
+}

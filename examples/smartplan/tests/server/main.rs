@@ -13,6 +13,7 @@ mod support;
 
 mod account;
 mod api;
+mod asvs;
 mod backoffice;
 mod browser;
 mod cli;

@@ -552,7 +552,7 @@ async fn five_wrong_codes_end_the_attempt() {
 }
 
 #[tokio::test]
-async fn a_required_second_factor_without_any_set_up_is_explained() {
+async fn a_required_second_factor_without_any_set_up_leads_to_setting_one_up() {
     let app = support::app_default().await;
     let mut organization = app
         .state
@@ -568,15 +568,14 @@ async fn a_required_second_factor_without_any_set_up_is_explained() {
 
     let mut client = app.client();
     let response = enter_password(&mut client, JEREMY, DEMO_PASSWORD).await;
-    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
-    assert!(
-        response.body.contains("requires a second step"),
-        "{}",
-        response.body
-    );
-    assert!(response.body.contains("What to do"));
+    assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+    assert_eq!(response.location(), Some("/signin/enrol"));
     assert!(!signed_in(&app, &client).await);
-    assert!(!client.jar.contains_key("smartplan_login"));
+    let page = client.get("/signin/enrol").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("needs a second step"), "{}", page.body);
+    assert!(page.body.contains("secret-key"), "{}", page.body);
+    assert!(!signed_in(&app, &client).await);
 }
 
 fn totp_now(otpauth_uri: &str, at: chrono::DateTime<chrono::Utc>) -> String {

@@ -790,11 +790,27 @@ async fn api_reads_of_people_need_the_read_scope_and_never_show_staff() {
     let read = api_key(&t.app, &[IntegrationScope::Read]).await;
     let lookup = |email: &str| format!("/api/v1/identities?email={}", email.replace('@', "%40"));
 
-    let refused = client
+    let person_refused = client
         .api(Method::GET, &lookup(MIA), Some(&no_read), None)
         .await;
-    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
-    assert!(!refused.body.contains("Mia") && !refused.body.contains("City Group"));
+    assert_eq!(
+        person_refused.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        person_refused.body
+    );
+    assert!(!person_refused.body.contains("Mia") && !person_refused.body.contains("City Group"));
+    // Someone unknown gets the same refusal: the missing scope is checked before the lookup.
+    let unknown_refused = client
+        .api(
+            Method::GET,
+            &lookup("nobody@example.org"),
+            Some(&no_read),
+            None,
+        )
+        .await;
+    assert_eq!(unknown_refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(unknown_refused.body, person_refused.body);
     let refused = client
         .api(
             Method::GET,
@@ -808,6 +824,9 @@ async fn api_reads_of_people_need_the_read_scope_and_never_show_staff() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(!refused.body.contains(MIA));
+    // One refusal for both reads: the same status, code and message.
+    assert_eq!(refused.json()["error"]["code"], "forbidden");
+    assert_eq!(person_refused.json(), refused.json());
 
     let found = client
         .api(Method::GET, &lookup(MIA), Some(&read), None)
