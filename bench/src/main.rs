@@ -52,6 +52,27 @@ struct Args {
     /// The command line to print as the command of the run (the wrapper script passes its own).
     #[arg(long, default_value = "smartplan-bench")]
     command: String,
+    /// Run only these phases (comma-separated; default: all). `sso` and `account` need the
+    /// session of a password login, so they run the `login` phase too.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Phase>,
+}
+
+/// A phase of the run (see bench/README.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    /// Password login against raw argon2id.
+    Login,
+    /// SAML SSO against raw RSA and pysaml2.
+    Sso,
+    /// The authenticated page and the authorization decision.
+    Account,
+    /// The batch invitation.
+    Batch,
+    /// Resident memory after many sessions.
+    Memory,
+    /// The import.
+    Import,
 }
 
 /// Why the benchmark stopped.
@@ -122,6 +143,7 @@ async fn run(args: Args) -> Result<()> {
     println!("{}", machine.describe());
     let phase = Duration::from_secs(args.seconds.max(1));
     let mut report = Report::new(machine);
+    let wants = |phase: Phase| args.only.is_empty() || args.only.contains(&phase);
 
     let work = processes::WorkDir::create()?;
     let database = processes::Database::prepare(&work, args.postgres.as_deref()).await?;
@@ -139,8 +161,130 @@ async fn run(args: Args) -> Result<()> {
     );
     let api = load::Api::new(&server.base_url, &api_key)?;
     api.provision_bench_corp().await?;
-    let logins = load::LoginUsers::create(&smartplan, &work, 4 * report.machine.cores).await?;
+    let signed_in = wants(Phase::Login) || wants(Phase::Sso) || wants(Phase::Account);
+    let logins = if signed_in || wants(Phase::Memory) {
+        Some(load::LoginUsers::create(&smartplan, &work, 4 * report.machine.cores).await?)
+    } else {
+        None
+    };
 
+    if let (true, Some(logins)) = (signed_in, &logins) {
+        password_sso_and_account(
+            &args,
+            &mut report,
+            &server,
+            &smartplan,
+            &work,
+            &sp,
+            logins,
+            phase,
+        )
+        .await?;
+    }
+
+    // 4. Batch invitation.
+    if wants(Phase::Batch) {
+        println!(
+            "measuring a batch invitation of {} rows ...",
+            args.invite_rows
+        );
+        let mails_before = smtp.received();
+        let batch = api.invite_batch(args.invite_rows).await?;
+        let delivered = smtp
+            .wait_for(mails_before + batch.invited, Duration::from_secs(300))
+            .await;
+        report.push(Figure::at_most(
+            &format!(
+                "batch invitation of {} rows over the API (s)",
+                args.invite_rows
+            ),
+            batch.seconds,
+            5.0,
+            format!(
+                "{} invited; every mail handed to SMTP {}",
+                batch.invited,
+                match delivered {
+                    Some(seconds) => format!("{seconds:.1} s after the response"),
+                    None => "NOT within 300 s".into(),
+                }
+            ),
+        ));
+    }
+
+    // 6. Memory after many sessions.
+    if let (true, Some(logins)) = (wants(Phase::Memory), &logins) {
+        println!("creating and using {} sessions ...", args.sessions);
+        let tokens = sessions::create(&database.url, &logins.first_email(), args.sessions).await?;
+        let sweep = load::sweep_sessions(&server.base_url, &tokens).await?;
+        let after_kib = server.resident_kib()?;
+        report.push(Figure::plain(
+            "server resident memory idle (MiB)",
+            idle_kib as f64 / 1024.0,
+            "after start-up, before any request".into(),
+        ));
+        report.push(Figure::plain(
+            &format!("server resident memory after {} sessions (MiB)", args.sessions),
+            after_kib as f64 / 1024.0,
+            format!(
+                "every session used once by GET /account ({:.0} requests/s); sessions live in the database",
+                sweep
+            ),
+        ));
+    }
+    server.stop().await;
+
+    // 5. Import.
+    if wants(Phase::Import) {
+        let small = (args.import_rows / 10).max(1);
+        println!("importing {small} users (memory baseline) ...");
+        let baseline = smartplan.import_users(&work, small, "small").await?;
+        println!("importing {} users ...", args.import_rows);
+        let import = smartplan
+            .import_users(&work, args.import_rows, "large")
+            .await?;
+        report.push(Figure::at_most(
+            &format!("import of {} users from CSV (s)", args.import_rows),
+            import.seconds,
+            60.0,
+            format!(
+                "{:.0} rows/s; peak memory {} MiB ({} MiB for {} rows)",
+                args.import_rows as f64 / import.seconds,
+                import.peak_kib / 1024,
+                baseline.peak_kib / 1024,
+                small
+            ),
+        ));
+    }
+
+    database.drop().await;
+    work.remove();
+    report.print();
+    if let Some(path) = &args.write {
+        report.write_markdown(path)?;
+        println!("results written to {}", path.display());
+    }
+    if !report.all_met() {
+        println!("some bars were missed (see the table)");
+    }
+    Ok(())
+}
+
+/// Phases 1 to 3: password login, SAML SSO, the authenticated page and the decision.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of the run that these phases share"
+)]
+async fn password_sso_and_account(
+    args: &Args,
+    report: &mut Report,
+    server: &processes::Server,
+    smartplan: &processes::Smartplan,
+    work: &processes::WorkDir,
+    sp: &saml::BenchSp,
+    logins: &load::LoginUsers,
+    phase: Duration,
+) -> Result<()> {
+    let wants = |p: Phase| args.only.is_empty() || args.only.contains(&p);
     // 1. Password login against raw argon2id.
     println!(
         "measuring raw argon2id ({} threads) ...",
@@ -148,7 +292,7 @@ async fn run(args: Args) -> Result<()> {
     );
     let argon = raw::argon2id_rate(report.machine.cores, phase)?;
     println!("measuring password login over HTTP ...");
-    let login = load::password_logins(&server.base_url, &logins, phase).await?;
+    let login = load::password_logins(&server.base_url, logins, phase).await?;
     report.push(Figure::ratio(
         "password login over HTTP (logins/s)",
         login.rate,
@@ -169,152 +313,77 @@ async fn run(args: Args) -> Result<()> {
         .session_cookie
         .clone()
         .ok_or_else(|| BenchError::Step("no session from the login phase".into()))?;
-    println!("measuring raw RSA-2048 signatures ...");
-    let rsa = raw::rsa_rate(&smartplan.saml_key_path, report.machine.cores, phase)?;
-    println!("measuring SAML SSO over HTTP ...");
-    let sso_url = sp.redirect_url(&format!("{}/saml/sso", server.base_url))?;
-    load::expect_saml_response(&sso_url, &session).await?;
-    let sso = load::wrk(&sso_url, Some(&session), phase).await?;
-    report.push(Figure::ratio(
-        "SAML SSO, signed response over HTTP (responses/s)",
-        sso.rate,
-        rsa,
-        "raw RSA-2048 signatures/s",
-        Bar::AtLeastRatio(0.7),
-        format!("wrk; p50 {:.2} ms, p99 {:.2} ms", sso.p50_ms, sso.p99_ms),
-    ));
-    match &args.pysaml2_python {
-        Some(python) => {
-            println!("measuring pysaml2's IdP ...");
-            let peer = saml::Pysaml2Idp::start(
-                python,
-                &args.pysaml2_script,
-                &work,
-                &smartplan.saml_key_path,
-                &smartplan.saml_cert_path,
-                &sp.metadata_path,
-            )
-            .await?;
-            let peer_url = sp.redirect_url(&peer.sso_url())?;
-            load::expect_pysaml2_response(&peer_url).await?;
-            let pysaml2 = load::wrk(&peer_url, None, phase).await?;
-            report.push(Figure::ratio(
-                "SAML SSO against pysaml2's IdP (responses/s)",
-                sso.rate,
-                pysaml2.rate,
-                "pysaml2 IdP responses/s (same request, same key)",
-                Bar::AtLeastRatio(10.0),
-                format!(
-                    "pysaml2 {:.1}/s, p50 {:.1} ms, p99 {:.1} ms",
-                    pysaml2.rate, pysaml2.p50_ms, pysaml2.p99_ms
-                ),
-            ));
+    if wants(Phase::Sso) {
+        println!("measuring raw RSA-2048 signatures ...");
+        let rsa = raw::rsa_rate(&smartplan.saml_key_path, report.machine.cores, phase)?;
+        println!("measuring SAML SSO over HTTP ...");
+        let sso_url = sp.redirect_url(&format!("{}/saml/sso", server.base_url))?;
+        load::expect_saml_response(&sso_url, &session).await?;
+        let sso = load::wrk(&sso_url, Some(&session), phase).await?;
+        report.push(Figure::ratio(
+            "SAML SSO, signed response over HTTP (responses/s)",
+            sso.rate,
+            rsa,
+            "raw RSA-2048 signatures/s",
+            Bar::AtLeastRatio(0.7),
+            format!("wrk; p50 {:.2} ms, p99 {:.2} ms", sso.p50_ms, sso.p99_ms),
+        ));
+        match &args.pysaml2_python {
+            Some(python) => {
+                println!("measuring pysaml2's IdP ...");
+                let peer = saml::Pysaml2Idp::start(
+                    python,
+                    &args.pysaml2_script,
+                    work,
+                    &smartplan.saml_key_path,
+                    &smartplan.saml_cert_path,
+                    &sp.metadata_path,
+                )
+                .await?;
+                let peer_url = sp.redirect_url(&peer.sso_url())?;
+                load::expect_pysaml2_response(&peer_url).await?;
+                let pysaml2 = load::wrk(&peer_url, None, phase).await?;
+                report.push(Figure::ratio(
+                    "SAML SSO against pysaml2's IdP (responses/s)",
+                    sso.rate,
+                    pysaml2.rate,
+                    "pysaml2 IdP responses/s (same request, same key)",
+                    Bar::AtLeastRatio(10.0),
+                    format!(
+                        "pysaml2 {:.1}/s, p50 {:.1} ms, p99 {:.1} ms",
+                        pysaml2.rate, pysaml2.p50_ms, pysaml2.p99_ms
+                    ),
+                ));
+            }
+            None => report.note("pysaml2 comparison left out: no --pysaml2-python given"),
         }
-        None => report.note("pysaml2 comparison left out: no --pysaml2-python given"),
     }
 
     // 3. Session check and authorization.
-    println!("measuring session check + authorization ...");
-    load::expect_account_page(&server.base_url, &session).await?;
-    let account = load::wrk(
-        &format!("{}/account", server.base_url),
-        Some(&session),
-        phase,
-    )
-    .await?;
-    report.push(Figure::plain(
-        "authenticated page: session check + grants + decision (requests/s)",
-        account.rate,
-        format!(
-            "GET /account with wrk; p50 {:.2} ms, p99 {:.2} ms",
-            account.p50_ms, account.p99_ms
-        ),
-    ));
-    let decision_ns = raw::decision_nanos();
-    report.push(Figure::at_most(
-        "authorization decision in memory (ns)",
-        decision_ns,
-        1000.0,
-        "median of 21 batches of 200 000 calls of ciam_core::authorize".into(),
-    ));
-
-    // 4. Batch invitation.
-    println!(
-        "measuring a batch invitation of {} rows ...",
-        args.invite_rows
-    );
-    let mails_before = smtp.received();
-    let batch = api.invite_batch(args.invite_rows).await?;
-    let delivered = smtp
-        .wait_for(mails_before + batch.invited, Duration::from_secs(300))
-        .await;
-    report.push(Figure::at_most(
-        &format!(
-            "batch invitation of {} rows over the API (s)",
-            args.invite_rows
-        ),
-        batch.seconds,
-        5.0,
-        format!(
-            "{} invited; every mail handed to SMTP {}",
-            batch.invited,
-            match delivered {
-                Some(seconds) => format!("{seconds:.1} s after the response"),
-                None => "NOT within 300 s".into(),
-            }
-        ),
-    ));
-
-    // 6. Memory after many sessions.
-    println!("creating and using {} sessions ...", args.sessions);
-    let tokens = sessions::create(&database.url, &logins.first_email(), args.sessions).await?;
-    let sweep = load::sweep_sessions(&server.base_url, &tokens).await?;
-    let after_kib = server.resident_kib()?;
-    report.push(Figure::plain(
-        "server resident memory idle (MiB)",
-        idle_kib as f64 / 1024.0,
-        "after start-up, before any request".into(),
-    ));
-    report.push(Figure::plain(
-        &format!("server resident memory after {} sessions (MiB)", args.sessions),
-        after_kib as f64 / 1024.0,
-        format!(
-            "every session used once by GET /account ({:.0} requests/s); sessions live in the database",
-            sweep
-        ),
-    ));
-    server.stop().await;
-
-    // 5. Import.
-    let small = (args.import_rows / 10).max(1);
-    println!("importing {small} users (memory baseline) ...");
-    let baseline = smartplan.import_users(&work, small, "small").await?;
-    println!("importing {} users ...", args.import_rows);
-    let import = smartplan
-        .import_users(&work, args.import_rows, "large")
+    if wants(Phase::Account) {
+        println!("measuring session check + authorization ...");
+        load::expect_account_page(&server.base_url, &session).await?;
+        let account = load::wrk(
+            &format!("{}/account", server.base_url),
+            Some(&session),
+            phase,
+        )
         .await?;
-    report.push(Figure::at_most(
-        &format!("import of {} users from CSV (s)", args.import_rows),
-        import.seconds,
-        60.0,
-        format!(
-            "{:.0} rows/s; peak memory {} MiB ({} MiB for {} rows)",
-            args.import_rows as f64 / import.seconds,
-            import.peak_kib / 1024,
-            baseline.peak_kib / 1024,
-            small
-        ),
-    ));
-
-    database.drop().await;
-    work.remove();
-    report.print();
-    if let Some(path) = &args.write {
-        report.write_markdown(path)?;
-        println!("results written to {}", path.display());
-    }
-    if !report.all_met() {
-        println!("some bars were missed (see the table)");
+        report.push(Figure::plain(
+            "authenticated page: session check + grants + decision (requests/s)",
+            account.rate,
+            format!(
+                "GET /account with wrk; p50 {:.2} ms, p99 {:.2} ms",
+                account.p50_ms, account.p99_ms
+            ),
+        ));
+        let decision_ns = raw::decision_nanos();
+        report.push(Figure::at_most(
+            "authorization decision in memory (ns)",
+            decision_ns,
+            1000.0,
+            "median of 21 batches of 200 000 calls of ciam_core::authorize".into(),
+        ));
     }
     Ok(())
 }

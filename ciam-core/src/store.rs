@@ -463,6 +463,14 @@ pub trait Store: Send + Sync {
     /// An identity by email (case-insensitive).
     async fn identity_by_email(&self, email: &EmailAddress)
     -> Result<Option<Identity>, StoreError>;
+    /// The identities with any of `emails` (case-insensitive), ordered by normalized email;
+    /// emails without an identity are left out. Any number of emails may be asked for at once
+    /// (an implementation splits a long list into several queries): a batch reads its rows'
+    /// identities with one call instead of one per row.
+    async fn identities_by_emails(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<Vec<Identity>, StoreError>;
     /// An identity by CRM contact id.
     async fn identity_by_crm_contact(
         &self,
@@ -483,6 +491,13 @@ pub trait Store: Send + Sync {
         identity: IdentityId,
         organization: OrganizationId,
     ) -> Result<Option<Membership>, StoreError>;
+    /// The memberships in `organization` of any of `identities`, in no particular order
+    /// (at most one per identity). Any number of identities may be asked for at once.
+    async fn memberships_in_organization(
+        &self,
+        organization: OrganizationId,
+        identities: &[IdentityId],
+    ) -> Result<Vec<Membership>, StoreError>;
     /// All memberships of an identity.
     async fn memberships_of_identity(
         &self,
@@ -537,6 +552,13 @@ pub trait Store: Send + Sync {
     async fn open_invitations_for_email(
         &self,
         email: &EmailAddress,
+    ) -> Result<Vec<Invitation>, StoreError>;
+    /// Live (held or pending) invitations for any of `emails` (case-insensitive), across
+    /// organizations, ordered by normalized email and then oldest first. Any number of emails
+    /// may be asked for at once.
+    async fn open_invitations_for_emails(
+        &self,
+        emails: &[EmailAddress],
     ) -> Result<Vec<Invitation>, StoreError>;
     /// An organization registration by id.
     async fn org_registration(

@@ -707,6 +707,23 @@ impl Store for MemoryStore {
             .cloned())
     }
 
+    async fn identities_by_emails(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<Vec<Identity>, StoreError> {
+        let wanted: std::collections::HashSet<&str> =
+            emails.iter().map(EmailAddress::normalized).collect();
+        let mut items: Vec<Identity> = self
+            .lock()
+            .identities
+            .values()
+            .filter(|identity| wanted.contains(identity.email.normalized()))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| a.email.normalized().cmp(b.email.normalized()));
+        Ok(items)
+    }
+
     async fn identity_by_crm_contact(
         &self,
         crm_contact_id: &str,
@@ -757,6 +774,21 @@ impl Store for MemoryStore {
             .values()
             .find(|m| m.identity == identity && m.organization == organization)
             .cloned())
+    }
+
+    async fn memberships_in_organization(
+        &self,
+        organization: OrganizationId,
+        identities: &[IdentityId],
+    ) -> Result<Vec<Membership>, StoreError> {
+        let wanted: std::collections::HashSet<IdentityId> = identities.iter().copied().collect();
+        Ok(self
+            .lock()
+            .memberships
+            .values()
+            .filter(|m| m.organization == organization && wanted.contains(&m.identity))
+            .cloned()
+            .collect())
     }
 
     async fn memberships_of_identity(
@@ -921,6 +953,35 @@ impl Store for MemoryStore {
             .cloned()
             .collect();
         items.sort_by_key(|i| (i.created_at, i.id));
+        Ok(items)
+    }
+
+    async fn open_invitations_for_emails(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<Vec<Invitation>, StoreError> {
+        let wanted: std::collections::HashSet<&str> =
+            emails.iter().map(EmailAddress::normalized).collect();
+        let mut items: Vec<Invitation> = self
+            .lock()
+            .invitations
+            .values()
+            .filter(|i| {
+                wanted.contains(i.email.normalized())
+                    && matches!(
+                        i.status,
+                        InvitationStatus::HeldForReview | InvitationStatus::Pending
+                    )
+            })
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| {
+            (a.email.normalized(), a.created_at, a.id).cmp(&(
+                b.email.normalized(),
+                b.created_at,
+                b.id,
+            ))
+        });
         Ok(items)
     }
 

@@ -8,6 +8,7 @@ use ciam_core::invitations::{
     Acceptance, BatchRowOutcome, InvitationError, InvitationRequest, InvitationStatus,
 };
 use ciam_core::organizations::OrganizationUpsert;
+use ciam_core::store::Store as _;
 use ciam_core::{DenyReason, Principal};
 
 use crate::support::{World, password, request};
@@ -597,4 +598,159 @@ async fn a_batch_gives_every_row_its_own_outcome() {
             .await,
         Err(InvitationError::Denied(_))
     ));
+}
+
+/// A batch of more than two chunks (500 rows are checked and written together) with every kind
+/// of row mixed in, several of them in a later chunk than the row they clash with: each row
+/// gets the outcome it gets on its own, every invitation is written with its
+/// `InvitationCreated` event in the outbox and only the hash of its token, and every sent one
+/// is mailed once.
+#[tokio::test]
+async fn a_batch_across_chunks_gives_every_row_the_outcome_it_gets_alone() {
+    let world = World::new().await;
+    let city = world.city_group().await;
+    let crm = world.ciam.principals().integration(
+        "crm",
+        [
+            ciam_core::authz::IntegrationScope::Invitations,
+            ciam_core::authz::IntegrationScope::Leads,
+        ],
+    );
+    world
+        .member(
+            &world.scott,
+            city.id,
+            InvitationRequest {
+                contact_person: true,
+                ..request("jeremy.mills@citygroup.example")
+            },
+        )
+        .await;
+    let open = world
+        .ciam
+        .invitations()
+        .invite(&crm, city.id, request("open@citygroup.example"))
+        .await
+        .unwrap()
+        .invitation
+        .id;
+    let lead = |email: &str, id: &str| InvitationRequest {
+        email: email.into(),
+        crm_lead_id: Some(id.into()),
+        ..InvitationRequest::default()
+    };
+    let mut rows: Vec<InvitationRequest> = (0..1200)
+        .map(|i| request(&format!("bulk{i}@citygroup.example")))
+        .collect();
+    rows[10] = request("first@citygroup.example");
+    rows[700] = request("FIRST@citygroup.example");
+    rows[750] = request("jeremy.mills@citygroup.example");
+    rows[800] = request("not an email");
+    rows[850] = request("open@citygroup.example");
+    rows[900] = lead("lena.private@gmail.com", "LEAD-1");
+    rows[950] = InvitationRequest {
+        business_roles: vec!["ghost".into()],
+        ..request("ghost@citygroup.example")
+    };
+    rows[1000] = lead("leo.lead@citygroup.example", "LEAD-2");
+    rows[1100] = InvitationRequest {
+        given_name: Some("Only".into()),
+        ..request("half.named@citygroup.example")
+    };
+    let outbox = world.store.outbox_depth().await.unwrap();
+    let mails = world.mail.len();
+    let (_, outcomes) = world
+        .ciam
+        .invitations()
+        .invite_batch(&crm, city.id, rows)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1200);
+    assert_eq!(
+        outcomes[700],
+        BatchRowOutcome::DuplicateInBatch { first_row: 10 }
+    );
+    assert_eq!(outcomes[750], BatchRowOutcome::AlreadyMember);
+    assert!(matches!(
+        outcomes[800],
+        BatchRowOutcome::InvalidEmail { .. }
+    ));
+    assert_eq!(
+        outcomes[850],
+        BatchRowOutcome::AlreadyInvited { invitation: open }
+    );
+    assert!(matches!(
+        outcomes[900],
+        BatchRowOutcome::HeldForReview { .. }
+    ));
+    assert!(
+        matches!(&outcomes[950], BatchRowOutcome::Invalid { reason } if reason.contains("ghost")),
+        "{:?}",
+        outcomes[950]
+    );
+    assert!(
+        matches!(&outcomes[1100], BatchRowOutcome::Invalid { reason } if reason.contains("name")),
+        "{:?}",
+        outcomes[1100]
+    );
+    let refused = [700, 750, 800, 850, 950, 1100];
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if index != 900 && !refused.contains(&index) {
+            assert!(
+                matches!(outcome, BatchRowOutcome::Invited { .. }),
+                "row {index}: {outcome:?}"
+            );
+        }
+    }
+    // 1 194 invitations (one held): each with its event in the outbox, in the same commits.
+    assert_eq!(
+        world.store.outbox_depth().await.unwrap(),
+        outbox + 1194,
+        "one InvitationCreated event per invitation"
+    );
+    // Every sent invitation mailed once; the held one not at all.
+    assert_eq!(world.mail.len(), mails + 1193);
+    assert!(world.mail.latest_to("lena.private@gmail.com").is_none());
+    // The store knows the token only by its hash; the mailed link's token finds the row.
+    for email in ["bulk1199@citygroup.example", "leo.lead@citygroup.example"] {
+        let token = world.invitation_token(email);
+        let stored = world
+            .store
+            .invitation_by_token(&token.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.email.to_string(), email);
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(!json.contains(token.expose()), "a raw token stored: {json}");
+    }
+    // Refused rows wrote nothing.
+    for email in ["ghost@citygroup.example", "half.named@citygroup.example"] {
+        let address = ciam_core::contact::EmailAddress::parse(email).unwrap();
+        assert!(
+            world
+                .store
+                .open_invitations_for_email(&address)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // The same rows again: everyone is invited or a member already, nobody twice.
+    let again: Vec<InvitationRequest> = (0..1200)
+        .filter(|i| ![10, 700, 750, 800, 850, 900, 950, 1000, 1100].contains(i))
+        .map(|i| request(&format!("bulk{i}@citygroup.example")))
+        .collect();
+    let (_, outcomes) = world
+        .ciam
+        .invitations()
+        .invite_batch(&crm, city.id, again)
+        .await
+        .unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, BatchRowOutcome::AlreadyInvited { .. }))
+    );
+    assert_eq!(world.mail.len(), mails + 1193);
 }

@@ -1,6 +1,7 @@
 //! Inviting, accepting, resending, revoking and expiring invitations.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
@@ -18,16 +19,24 @@ use crate::identities::{
 };
 use crate::ids::{
     BatchId, BusinessRoleId, CredentialId, IdentityId, InvitationId, MembershipId, OrganizationId,
+    ServiceId,
 };
 use crate::invitations::{Invitation, InvitationKind, InvitationStatus, InvitationTransition};
 use crate::messages;
 use crate::organizations::{OrgKind, Organization};
 use crate::secrets::SecretToken;
-use crate::services::Catalog;
+use crate::services::{BusinessRole, Catalog};
 use crate::store::{ChangeSet, StoreError, StoreErrorKind};
 
 /// Invitation mails of a batch handed to the mailer at once (SMTP connections are pooled).
 const BATCH_MAIL_CONCURRENCY: usize = 16;
+
+/// Rows of a batch checked against the store together and written in one commit.
+const BATCH_CHUNK: usize = 500;
+
+/// Distinct business roles or services a request may name before they are read all at once
+/// instead of one by one.
+const CATALOGUE_LOOKUPS: usize = 8;
 
 /// Errors of invitations.
 #[derive(Debug, thiserror::Error)]
@@ -251,9 +260,20 @@ struct Prepared {
     staff_roles: BTreeSet<StaffRole>,
 }
 
-enum RowCheck {
-    Ready(Prepared),
-    Outcome(BatchRowOutcome),
+/// The business roles (by key) and the services that the rows of a request name.
+#[derive(Default)]
+struct Catalogue {
+    roles: HashMap<String, BusinessRole>,
+    services: BTreeSet<ServiceId>,
+}
+
+/// Who among some emails is already in an organization (by normalized email).
+#[derive(Default)]
+struct Existing {
+    /// Active members.
+    members: HashSet<String>,
+    /// The oldest open (held or pending) invitation to the organization.
+    invited: HashMap<String, InvitationId>,
 }
 
 impl Invitations<'_> {
@@ -279,7 +299,15 @@ impl Invitations<'_> {
     }
 
     /// Invites many people into `organization`. Every row gets its own outcome; invalid rows do
-    /// not hold back valid ones. Rows are written in chunks, each chunk in one commit.
+    /// not hold back valid ones.
+    ///
+    /// Rows are handled in chunks of 500: the store is asked about a whole chunk at
+    /// once (who is already a member, who already has an open invitation: one read each) and
+    /// the chunk's invitations and their events are written in one commit. When that commit
+    /// clashes with another writer, the chunk's rows are written one by one so that only the
+    /// clashing rows fail. Should the store fail once some rows are written, the rows not
+    /// written say so and the written ones keep their outcome; a failure before any row is
+    /// written is an error and nothing is changed.
     pub async fn invite_batch(
         &self,
         principal: &Principal,
@@ -292,6 +320,7 @@ impl Invitations<'_> {
             ));
         }
         let org = self.active_org(organization).await?;
+        let target = Target::Organization(self.ctx.org_target(&org).await?);
         // Fail fast when the principal may not invite here at all.
         let any_invite = if rows.iter().all(|row| row.crm_lead_id.is_some()) && !rows.is_empty() {
             Action::InviteLead
@@ -301,11 +330,12 @@ impl Invitations<'_> {
                 mandates: BTreeSet::new(),
             }
         };
-        self.ctx.authorize_on(principal, any_invite, &org).await??;
+        authorize(principal, &any_invite, &target).into_result()?;
         let batch = BatchId::generate(self.ctx.random.as_ref());
+        let catalogue = self.catalogue(&rows).await?;
         let mut outcomes: Vec<Option<BatchRowOutcome>> = vec![None; rows.len()];
         let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut ready: Vec<(usize, Invitation, Option<SecretToken>)> = Vec::new();
+        let mut valid: Vec<(usize, Prepared)> = Vec::new();
         for (index, row) in rows.iter().enumerate() {
             match EmailAddress::parse(&row.email) {
                 Ok(email) => {
@@ -324,69 +354,42 @@ impl Invitations<'_> {
                     continue;
                 }
             }
-            match self.check_row(principal, &org, row).await? {
-                RowCheck::Outcome(outcome) => outcomes[index] = Some(outcome),
-                RowCheck::Ready(prepared) => {
-                    let (invitation, token) = self.build(principal, &org, prepared, Some(batch))?;
-                    ready.push((index, invitation, token));
-                }
+            match self.validate(principal, &org, &target, &catalogue, row) {
+                Ok(prepared) => valid.push((index, prepared)),
+                Err(error) => outcomes[index] = Some(row_outcome(error)?),
             }
         }
-        for chunk in ready.chunks(500) {
-            let mut changes = ChangeSet::new();
-            for (_, invitation, _) in chunk {
-                self.record_created(principal, invitation, &mut changes);
-                changes.put(invitation.clone());
+        let mut written_any = false;
+        let mut valid = valid.into_iter();
+        loop {
+            let chunk: Vec<(usize, Prepared)> = valid.by_ref().take(BATCH_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
             }
-            match self.ctx.store.commit(changes).await {
-                Ok(()) => {
-                    // The chunk's mail is handed over BATCH_MAIL_CONCURRENCY at a time: a batch
-                    // of thousands waits for the slowest hand-over of each group, not for the
-                    // sum of them all.
-                    let mut sending = Vec::with_capacity(chunk.len());
-                    for (index, invitation, token) in chunk {
-                        let invitation = Invitation {
-                            version: 1,
-                            ..invitation.clone()
-                        };
-                        sending.push(self.send_row(&org, *index, invitation, token.clone()));
+            let indexes: Vec<usize> = chunk.iter().map(|(index, _)| *index).collect();
+            let result = self
+                .invite_chunk(principal, &org, batch, chunk, &mut outcomes)
+                .await;
+            match result {
+                Ok(wrote) => written_any |= wrote,
+                Err(error) if !written_any => return Err(error),
+                // Earlier chunks are written and their mail is on its way: report this chunk's
+                // rows and the rest as not written instead of failing the whole batch.
+                Err(error) => {
+                    tracing::warn!(%error, "batch invitation stopped part way");
+                    let reason = format!("not written ({error}); try this row again");
+                    for index in indexes
+                        .into_iter()
+                        .chain(valid.by_ref().map(|(index, _)| index))
+                    {
+                        if outcomes[index].is_none() {
+                            outcomes[index] = Some(BatchRowOutcome::Invalid {
+                                reason: reason.clone(),
+                            });
+                        }
                     }
-                    let sent: Vec<(usize, Invitation)> = futures::stream::iter(sending)
-                        .buffer_unordered(BATCH_MAIL_CONCURRENCY)
-                        .collect()
-                        .await;
-                    for (index, invitation) in sent {
-                        outcomes[index] = Some(outcome_of(&invitation));
-                    }
+                    break;
                 }
-                // Something in the chunk raced with another writer: fall back to one commit
-                // per row so that only the clashing rows fail.
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        StoreErrorKind::Conflict | StoreErrorKind::Unique
-                    ) =>
-                {
-                    for (index, invitation, token) in chunk {
-                        let mut changes = ChangeSet::new();
-                        self.record_created(principal, invitation, &mut changes);
-                        changes.put(invitation.clone());
-                        outcomes[*index] = Some(match self.ctx.store.commit(changes).await {
-                            Ok(()) => {
-                                let invitation = Invitation {
-                                    version: 1,
-                                    ..invitation.clone()
-                                };
-                                let issued = self.send(&org, invitation, token.clone()).await;
-                                outcome_of(&issued.invitation)
-                            }
-                            Err(_) => BatchRowOutcome::Invalid {
-                                reason: "changed concurrently; try this row again".to_owned(),
-                            },
-                        });
-                    }
-                }
-                Err(error) => return Err(error.into()),
             }
         }
         let outcomes = outcomes
@@ -400,33 +403,74 @@ impl Invitations<'_> {
         Ok((batch, outcomes))
     }
 
-    async fn check_row(
+    /// Checks one chunk of validated rows against the store (one read per check for the whole
+    /// chunk), writes the admitted rows in one commit (row by row when that clashes), sends
+    /// their mail and records every row's outcome. Answers whether any row was written.
+    async fn invite_chunk(
         &self,
         principal: &Principal,
         org: &Organization,
-        row: &InvitationRequest,
-    ) -> Result<RowCheck, InvitationError> {
-        match self.prepare(principal, org, row).await {
-            Ok(prepared) => Ok(RowCheck::Ready(prepared)),
-            Err(InvitationError::Denied(reason)) => {
-                Ok(RowCheck::Outcome(BatchRowOutcome::NotAllowed {
-                    reason: reason.to_string(),
-                }))
+        batch: BatchId,
+        chunk: Vec<(usize, Prepared)>,
+        outcomes: &mut [Option<BatchRowOutcome>],
+    ) -> Result<bool, InvitationError> {
+        let emails: Vec<EmailAddress> = chunk
+            .iter()
+            .map(|(_, prepared)| prepared.email.clone())
+            .collect();
+        let existing = self.existing(org, &emails).await?;
+        let mut ready: Vec<(usize, Invitation, Option<SecretToken>)> = Vec::new();
+        for (index, prepared) in chunk {
+            match self.admit(&prepared, &existing) {
+                Ok(()) => {
+                    let (invitation, token) = self.build(principal, org, prepared, Some(batch))?;
+                    ready.push((index, invitation, token));
+                }
+                Err(error) => outcomes[index] = Some(row_outcome(error)?),
             }
-            Err(InvitationError::AlreadyMember(_)) => {
-                Ok(RowCheck::Outcome(BatchRowOutcome::AlreadyMember))
-            }
-            Err(InvitationError::AlreadyInvited { invitation, .. }) => {
-                Ok(RowCheck::Outcome(BatchRowOutcome::AlreadyInvited {
-                    invitation,
-                }))
-            }
-            Err(InvitationError::Store(error)) => Err(InvitationError::Store(error)),
-            Err(InvitationError::Conflict) => Err(InvitationError::Conflict),
-            Err(other) => Ok(RowCheck::Outcome(BatchRowOutcome::Invalid {
-                reason: other.to_string(),
-            })),
         }
+        let written = write_chunk(&ready, |rows| {
+            let mut changes = ChangeSet::new();
+            for (_, invitation, _) in rows {
+                self.record_created(principal, invitation, &mut changes);
+                changes.put(invitation.clone());
+            }
+            self.ctx.store.commit(changes)
+        })
+        .await?;
+        let mut sending = Vec::with_capacity(ready.len());
+        let mut wrote = false;
+        for ((index, invitation, token), result) in ready.into_iter().zip(written) {
+            match result {
+                Ok(()) => {
+                    wrote = true;
+                    let invitation = Invitation {
+                        version: 1,
+                        ..invitation
+                    };
+                    sending.push(self.send_row(org, index, invitation, token));
+                }
+                Err(error) => {
+                    outcomes[index] = Some(BatchRowOutcome::Invalid {
+                        reason: if is_clash(&error) {
+                            "changed concurrently; try this row again".to_owned()
+                        } else {
+                            format!("not written ({error}); try this row again")
+                        },
+                    });
+                }
+            }
+        }
+        // The mail is handed over BATCH_MAIL_CONCURRENCY at a time (a queueing mailer takes it
+        // at once; a direct one is waited for group by group, not one after another).
+        let sent: Vec<(usize, Invitation)> = futures::stream::iter(sending)
+            .buffer_unordered(BATCH_MAIL_CONCURRENCY)
+            .collect()
+            .await;
+        for (index, invitation) in sent {
+            outcomes[index] = Some(outcome_of(&invitation));
+        }
+        Ok(wrote)
     }
 
     async fn active_org(&self, id: OrganizationId) -> Result<Organization, InvitationError> {
@@ -442,11 +486,122 @@ impl Invitations<'_> {
         Ok(org)
     }
 
+    /// The business roles and services that `requests` name, read once for all of them.
+    async fn catalogue(
+        &self,
+        requests: &[InvitationRequest],
+    ) -> Result<Catalogue, InvitationError> {
+        let mut keys = BTreeSet::new();
+        let mut services = BTreeSet::new();
+        for request in requests {
+            keys.extend(request.business_roles.iter().map(String::as_str));
+            for mandate in &request.mandates {
+                if let Mandate::ServiceManager(service) = mandate {
+                    services.insert(*service);
+                }
+            }
+        }
+        let mut catalogue = Catalogue::default();
+        if keys.len() > CATALOGUE_LOOKUPS {
+            // Many distinct keys (most of them unknown, likely): one read of every role.
+            for role in self.ctx.store.business_roles().await? {
+                if keys.contains(role.key.as_str()) {
+                    catalogue.roles.insert(role.key.clone(), role);
+                }
+            }
+        } else {
+            for key in keys {
+                if let Some(role) = self.ctx.store.business_role_by_key(key).await? {
+                    catalogue.roles.insert(key.to_owned(), role);
+                }
+            }
+        }
+        if services.len() > CATALOGUE_LOOKUPS {
+            let known: BTreeSet<ServiceId> = self
+                .ctx
+                .store
+                .services()
+                .await?
+                .into_iter()
+                .map(|service| service.id)
+                .collect();
+            catalogue.services = services.intersection(&known).copied().collect();
+        } else {
+            for service in services {
+                if self.ctx.store.service(service).await?.is_some() {
+                    catalogue.services.insert(service);
+                }
+            }
+        }
+        Ok(catalogue)
+    }
+
+    /// Who among `emails` is an active member of `org` or has an open invitation there: three
+    /// reads, whatever the number of emails.
+    async fn existing(
+        &self,
+        org: &Organization,
+        emails: &[EmailAddress],
+    ) -> Result<Existing, InvitationError> {
+        let mut existing = Existing::default();
+        if emails.is_empty() {
+            return Ok(existing);
+        }
+        let identities = self.ctx.store.identities_by_emails(emails).await?;
+        if !identities.is_empty() {
+            let ids: Vec<IdentityId> = identities.iter().map(|identity| identity.id).collect();
+            let active: HashSet<IdentityId> = self
+                .ctx
+                .store
+                .memberships_in_organization(org.id, &ids)
+                .await?
+                .into_iter()
+                .filter(|membership| membership.status == MembershipStatus::Active)
+                .map(|membership| membership.identity)
+                .collect();
+            existing.members = identities
+                .into_iter()
+                .filter(|identity| active.contains(&identity.id))
+                .map(|identity| identity.email.normalized().to_owned())
+                .collect();
+        }
+        // Oldest first: the open invitation named is the oldest one of the organization.
+        for invitation in self.ctx.store.open_invitations_for_emails(emails).await? {
+            if invitation.organization == org.id {
+                existing
+                    .invited
+                    .entry(invitation.email.normalized().to_owned())
+                    .or_insert(invitation.id);
+            }
+        }
+        Ok(existing)
+    }
+
     /// Validates a request, authorizes it, and checks that the person is not already in.
     async fn prepare(
         &self,
         principal: &Principal,
         org: &Organization,
+        request: &InvitationRequest,
+    ) -> Result<Prepared, InvitationError> {
+        let target = Target::Organization(self.ctx.org_target(org).await?);
+        let catalogue = self.catalogue(std::slice::from_ref(request)).await?;
+        let prepared = self.validate(principal, org, &target, &catalogue, request)?;
+        let existing = self
+            .existing(org, std::slice::from_ref(&prepared.email))
+            .await?;
+        self.admit(&prepared, &existing)?;
+        Ok(prepared)
+    }
+
+    /// Validates a request against `catalogue` and authorizes it on `target` (no store
+    /// access).
+    fn validate(
+        &self,
+        principal: &Principal,
+        org: &Organization,
+        target: &Target,
+        catalogue: &Catalogue,
         request: &InvitationRequest,
     ) -> Result<Prepared, InvitationError> {
         let email = EmailAddress::parse(&request.email)?;
@@ -458,11 +613,9 @@ impl Invitations<'_> {
         let mut business_roles = BTreeSet::new();
         let mut role_services = BTreeSet::new();
         for key in &request.business_roles {
-            let role = self
-                .ctx
-                .store
-                .business_role_by_key(key)
-                .await?
+            let role = catalogue
+                .roles
+                .get(key)
                 .ok_or_else(|| InvitationError::UnknownBusinessRole(key.clone()))?;
             role_services.extend(role.services());
             business_roles.insert(role.id);
@@ -473,7 +626,7 @@ impl Invitations<'_> {
         }
         for mandate in &mandates {
             if let Mandate::ServiceManager(service) = mandate {
-                if self.ctx.store.service(*service).await?.is_none() {
+                if !catalogue.services.contains(service) {
                     return Err(InvitationError::UnknownService(service.to_string()));
                 }
             }
@@ -485,7 +638,6 @@ impl Invitations<'_> {
             (None, true) => InvitationKind::ContactPerson,
             (None, false) => InvitationKind::Member,
         };
-        let target = Target::Organization(self.ctx.org_target(org).await?);
         let action = match kind {
             InvitationKind::Lead { .. } if business_roles.is_empty() && mandates.is_empty() => {
                 Action::InviteLead
@@ -495,38 +647,12 @@ impl Invitations<'_> {
                 mandates: mandates.clone(),
             },
         };
-        authorize(principal, &action, &target).into_result()?;
+        authorize(principal, &action, target).into_result()?;
         if !request.staff_roles.is_empty() {
             if org.kind != OrgKind::Provider {
                 return Err(InvitationError::StaffRoleOutsideProvider);
             }
-            authorize(principal, &Action::ManageStaff, &target).into_result()?;
-        }
-        if let Some(identity) = self.ctx.store.identity_by_email(&email).await? {
-            if let Some(membership) = self.ctx.store.membership_of(identity.id, org.id).await? {
-                if membership.status == MembershipStatus::Active {
-                    return Err(InvitationError::AlreadyMember(email.to_string()));
-                }
-            }
-        }
-        if let Some(open) = self
-            .ctx
-            .store
-            .open_invitations_for_email(&email)
-            .await?
-            .into_iter()
-            .find(|invitation| invitation.organization == org.id)
-        {
-            return Err(InvitationError::AlreadyInvited {
-                email: email.to_string(),
-                invitation: open.id,
-            });
-        }
-        if matches!(kind, InvitationKind::Lead { .. })
-            && self.ctx.policy.is_webmail(email.domain())
-            && self.ctx.policy.webmail_policy == WebmailPolicy::Refuse
-        {
-            return Err(InvitationError::WebmailRefused);
+            authorize(principal, &Action::ManageStaff, target).into_result()?;
         }
         Ok(Prepared {
             email,
@@ -536,6 +662,29 @@ impl Invitations<'_> {
             mandates,
             staff_roles: request.staff_roles.clone(),
         })
+    }
+
+    /// Whether a validated row may be invited: not already an active member, no open
+    /// invitation to this organization, and (for a lead) not a webmail address the policy
+    /// refuses.
+    fn admit(&self, prepared: &Prepared, existing: &Existing) -> Result<(), InvitationError> {
+        let key = prepared.email.normalized();
+        if existing.members.contains(key) {
+            return Err(InvitationError::AlreadyMember(prepared.email.to_string()));
+        }
+        if let Some(invitation) = existing.invited.get(key) {
+            return Err(InvitationError::AlreadyInvited {
+                email: prepared.email.to_string(),
+                invitation: *invitation,
+            });
+        }
+        if matches!(prepared.kind, InvitationKind::Lead { .. })
+            && self.ctx.policy.is_webmail(prepared.email.domain())
+            && self.ctx.policy.webmail_policy == WebmailPolicy::Refuse
+        {
+            return Err(InvitationError::WebmailRefused);
+        }
+        Ok(())
     }
 
     fn build(
@@ -1235,6 +1384,62 @@ impl Invitations<'_> {
     }
 }
 
+/// Whether a store error is a clash with another writer (a stale version or a taken unique
+/// value) rather than the store failing.
+fn is_clash(error: &StoreError) -> bool {
+    matches!(
+        error.kind(),
+        StoreErrorKind::Conflict | StoreErrorKind::Unique
+    )
+}
+
+/// The outcome of a batch row that `error` refused; a failure of the store is no row's fault
+/// and stays an error.
+fn row_outcome(error: InvitationError) -> Result<BatchRowOutcome, InvitationError> {
+    Ok(match error {
+        InvitationError::Denied(reason) => BatchRowOutcome::NotAllowed {
+            reason: reason.to_string(),
+        },
+        InvitationError::AlreadyMember(_) => BatchRowOutcome::AlreadyMember,
+        InvitationError::AlreadyInvited { invitation, .. } => {
+            BatchRowOutcome::AlreadyInvited { invitation }
+        }
+        InvitationError::Store(_) | InvitationError::Conflict => return Err(error),
+        other => BatchRowOutcome::Invalid {
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// Writes the rows of a chunk with one `commit` of all of them. When that commit clashes with
+/// another writer (see [`is_clash`]) nothing of it was written, and every row is committed on
+/// its own instead, so that only the clashing rows fail. Answers each row's result; any other
+/// failure of the first commit is an error (nothing of the chunk was written).
+async fn write_chunk<R, F, Fut>(
+    rows: &[R],
+    commit: F,
+) -> Result<Vec<Result<(), StoreError>>, StoreError>
+where
+    F: Fn(&[R]) -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    match commit(rows).await {
+        Ok(()) => Ok(rows.iter().map(|_| Ok(())).collect()),
+        Err(error) if is_clash(&error) => {
+            tracing::info!(%error, rows = rows.len(), "a chunk of a batch clashed: writing its rows one by one");
+            let mut results = Vec::with_capacity(rows.len());
+            for row in rows {
+                results.push(commit(std::slice::from_ref(row)).await);
+            }
+            Ok(results)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 fn outcome_of(invitation: &Invitation) -> BatchRowOutcome {
     match invitation.status {
         InvitationStatus::HeldForReview => BatchRowOutcome::HeldForReview {
@@ -1243,5 +1448,99 @@ fn outcome_of(invitation: &Invitation) -> BatchRowOutcome {
         _ => BatchRowOutcome::Invited {
             invitation: invitation.id,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A store's commit as `write_chunk` sees it: rows are numbers; a commit holding `clash`
+    /// clashes (and writes nothing), one holding `down` finds the store unavailable; every
+    /// successful commit is logged.
+    struct FakeCommit {
+        clash: u32,
+        down: u32,
+        log: Mutex<Vec<Vec<u32>>>,
+    }
+
+    impl FakeCommit {
+        fn new(clash: u32, down: u32) -> Self {
+            Self {
+                clash,
+                down,
+                log: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn commit(&self, rows: &[u32]) -> std::future::Ready<Result<(), StoreError>> {
+            std::future::ready(if rows.contains(&self.down) {
+                Err(StoreError::unavailable("database down"))
+            } else if rows.contains(&self.clash) {
+                Err(StoreError::conflict("invitation"))
+            } else {
+                self.log.lock().unwrap().push(rows.to_vec());
+                Ok(())
+            })
+        }
+
+        fn written(&self) -> Vec<Vec<u32>> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunk_is_written_in_one_commit() {
+        let fake = FakeCommit::new(99, 98);
+        let rows = vec![1, 2, 3];
+        let results = write_chunk(&rows, |rows| fake.commit(rows)).await.unwrap();
+        assert_eq!(results, vec![Ok(()), Ok(()), Ok(())]);
+        assert_eq!(fake.written(), vec![vec![1, 2, 3]]);
+        let none: &[u32] = &[];
+        assert!(
+            write_chunk(none, |rows| fake.commit(rows))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(fake.written().len(), 1, "an empty chunk commits nothing");
+    }
+
+    #[tokio::test]
+    async fn a_clashing_chunk_is_written_row_by_row_and_only_the_clashing_row_fails() {
+        let fake = FakeCommit::new(3, 98);
+        let rows = vec![1, 2, 3, 4];
+        let results = write_chunk(&rows, |rows| fake.commit(rows)).await.unwrap();
+        assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
+        let clash = results[2].as_ref().unwrap_err();
+        assert!(is_clash(clash), "{clash}");
+        // Nothing of the clashing chunk commit was written; every other row exactly once.
+        assert_eq!(fake.written(), vec![vec![1], vec![2], vec![4]]);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_of_the_chunk_is_an_error_and_writes_nothing() {
+        let fake = FakeCommit::new(99, 2);
+        let error = write_chunk(&[1, 2, 3], |rows| fake.commit(rows))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Unavailable);
+        assert!(fake.written().is_empty());
+    }
+
+    #[test]
+    fn row_outcomes_name_the_refusal_and_store_failures_stay_errors() {
+        assert_eq!(
+            row_outcome(InvitationError::AlreadyMember("a@b.example".into())).unwrap(),
+            BatchRowOutcome::AlreadyMember
+        );
+        assert!(matches!(
+            row_outcome(InvitationError::UnknownBusinessRole("ghost".into())).unwrap(),
+            BatchRowOutcome::Invalid { reason } if reason.contains("ghost")
+        ));
+        assert!(row_outcome(InvitationError::Conflict).is_err());
+        assert!(row_outcome(InvitationError::Store(StoreError::unavailable("down"))).is_err());
     }
 }

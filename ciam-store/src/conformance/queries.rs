@@ -397,6 +397,159 @@ pub(crate) async fn membership_lookups(store: Arc<dyn Store>) -> Outcome {
     Ok(())
 }
 
+pub(crate) async fn batch_lookups(store: Arc<dyn Store>) -> Outcome {
+    let f = Fixture::new(43);
+    let a = f.organization("A");
+    let b = f.organization("B");
+    let ann = f.identity("Ann.Lee@Acme.Example", "Ann", "Lee")?;
+    let bob = f.identity("bob@acme.example", "Bob", "Stone")?;
+    let cy = f.identity("cy@acme.example", "Cy", "Young")?;
+    store
+        .commit(put([
+            a.clone().into(),
+            b.clone().into(),
+            ann.clone().into(),
+            bob.clone().into(),
+            cy.clone().into(),
+        ]))
+        .await?;
+    let ann_a = f.membership(ann.id, a.id);
+    let bob_b = f.membership(bob.id, b.id);
+    let mut cy_a = f.membership(cy.id, a.id);
+    cy_a.status = ciam_core::identities::MembershipStatus::Removed;
+    let pat_a = f.invitation(a.id, "pat@acme.example", at(2))?;
+    let pat_b = f.invitation(b.id, "Pat@Acme.example", at(1))?;
+    let mut pat_done = f.invitation(a.id, "pat@acme.example", at(0))?;
+    pat_done.status = InvitationStatus::Accepted;
+    let mut bob_held = f.invitation(a.id, "bob@acme.example", at(3))?;
+    bob_held.status = InvitationStatus::HeldForReview;
+    bob_held.token_hash = None;
+    let other = f.invitation(a.id, "other@acme.example", at(4))?;
+    store
+        .commit(put([
+            ann_a.clone().into(),
+            bob_b.clone().into(),
+            cy_a.clone().into(),
+            pat_a.clone().into(),
+            pat_b.clone().into(),
+            pat_done.clone().into(),
+            bob_held.clone().into(),
+            other.clone().into(),
+        ]))
+        .await?;
+
+    let asked = [
+        email("nobody@acme.example")?,
+        email("BOB@acme.example")?,
+        email("ann.lee@acme.example")?,
+        email("bob@ACME.example")?,
+        email("pat@acme.example")?,
+    ];
+    let found: Vec<_> = store
+        .identities_by_emails(&asked)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    ensure_eq!(
+        found,
+        vec![ann.id, bob.id],
+        "identities by many emails: case-insensitive, each once, ordered by email, unknown left out"
+    );
+    ensure_eq!(
+        store.identities_by_emails(&[]).await?.len(),
+        0,
+        "no emails, no identities"
+    );
+
+    let in_a: BTreeSet<_> = store
+        .memberships_in_organization(a.id, &[ann.id, bob.id, cy.id, ann.id])
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    ensure_eq!(
+        in_a,
+        BTreeSet::from([ann_a.id, cy_a.id]),
+        "memberships in one organization of many identities, whatever their status"
+    );
+    ensure_eq!(
+        store
+            .memberships_in_organization(b.id, &[ann.id])
+            .await?
+            .len(),
+        0,
+        "no membership there"
+    );
+    ensure_eq!(
+        store.memberships_in_organization(a.id, &[]).await?.len(),
+        0,
+        "no identities, no memberships"
+    );
+
+    let open: Vec<_> = store
+        .open_invitations_for_emails(&asked)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    ensure_eq!(
+        open,
+        vec![bob_held.id, pat_b.id, pat_a.id],
+        "open (held or pending) invitations for many emails, across organizations, by email then oldest first"
+    );
+    ensure_eq!(
+        store.open_invitations_for_emails(&[]).await?.len(),
+        0,
+        "no emails, no invitations"
+    );
+
+    // Lists longer than any single query may carry.
+    let mut people = Vec::new();
+    let mut records = Vec::new();
+    for n in 0..1_200 {
+        let person = f.identity(&format!("person{n:04}@bulk.example"), "Bulk", "Person")?;
+        if n % 3 == 0 {
+            records.push(f.membership(person.id, a.id).into());
+        }
+        if n % 4 == 0 {
+            records.push(
+                f.invitation(a.id, &format!("person{n:04}@bulk.example"), at(5))?
+                    .into(),
+            );
+        }
+        people.push(person);
+    }
+    store
+        .commit(put(people.iter().cloned().map(Into::into)))
+        .await?;
+    store.commit(put(records)).await?;
+    let mut asked = Vec::new();
+    for n in 0..1_500 {
+        asked.push(email(&format!("PERSON{n:04}@bulk.example"))?);
+    }
+    let found = store.identities_by_emails(&asked).await?;
+    ensure_eq!(found.len(), 1_200, "every identity of a long list");
+    ensure!(
+        found
+            .windows(2)
+            .all(|w| w[0].email.normalized() < w[1].email.normalized()),
+        "a long list comes back ordered by email"
+    );
+    let ids: Vec<_> = people.iter().map(|p| p.id).collect();
+    ensure_eq!(
+        store.memberships_in_organization(a.id, &ids).await?.len(),
+        400,
+        "memberships of a long list of identities"
+    );
+    ensure_eq!(
+        store.open_invitations_for_emails(&asked).await?.len(),
+        300,
+        "open invitations of a long list of emails"
+    );
+    Ok(())
+}
+
 pub(crate) async fn members_pagination(store: Arc<dyn Store>) -> Outcome {
     let f = Fixture::new(37);
     let org = f.organization("Big");

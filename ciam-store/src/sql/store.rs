@@ -37,6 +37,16 @@ const MAX_LIST: usize = 500;
 const MAX_EVENTS: usize = 1000;
 /// Most rows in one multi-row `INSERT` (keeps the bound parameters under every limit).
 const INSERT_CHUNK: usize = 200;
+/// Most values in one `IN (...)` list of a batch read (longer lists take several queries).
+const IN_CHUNK: usize = 500;
+
+/// The distinct normalized forms of `emails`, sorted (so chunked results come out in order).
+fn normalized_emails(emails: &[EmailAddress]) -> Vec<&str> {
+    let mut keys: Vec<&str> = emails.iter().map(EmailAddress::normalized).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
 
 fn limit_of(limit: usize, cap: usize) -> i64 {
     i64::try_from(limit.min(cap)).unwrap_or(0)
@@ -579,6 +589,23 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn identities_by_emails(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<Vec<Identity>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in normalized_emails(emails).chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT data FROM identities WHERE email_normalized IN ({}) \
+                 ORDER BY email_normalized",
+                placeholders(chunk.len())
+            );
+            let values = chunk.iter().map(|email| Arg::from(*email)).collect();
+            out.extend(self.many::<Identity>(&sql, values).await?);
+        }
+        Ok(out)
+    }
+
     async fn identity_by_crm_contact(
         &self,
         crm_contact_id: &str,
@@ -645,6 +672,27 @@ impl Store for SqlStore {
             args![identity.to_string(), organization.to_string()],
         )
         .await
+    }
+
+    async fn memberships_in_organization(
+        &self,
+        organization: OrganizationId,
+        identities: &[IdentityId],
+    ) -> Result<Vec<Membership>, StoreError> {
+        let mut ids: Vec<String> = identities.iter().map(ToString::to_string).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT data FROM memberships WHERE organization_id = ? AND identity_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut values = args![organization.to_string()];
+            values.extend(chunk.iter().map(Arg::from));
+            out.extend(self.many::<Membership>(&sql, values).await?);
+        }
+        Ok(out)
     }
 
     async fn memberships_of_identity(
@@ -822,6 +870,27 @@ impl Store for SqlStore {
             ],
         )
         .await
+    }
+
+    async fn open_invitations_for_emails(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<Vec<Invitation>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in normalized_emails(emails).chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT data FROM invitations WHERE email_normalized IN ({}) AND status IN (?, ?) \
+                 ORDER BY email_normalized, created_at, id",
+                placeholders(chunk.len())
+            );
+            let mut values: Vec<Arg> = chunk.iter().map(|email| Arg::from(*email)).collect();
+            values.extend(args![
+                invitation_status(InvitationStatus::HeldForReview),
+                invitation_status(InvitationStatus::Pending),
+            ]);
+            out.extend(self.many::<Invitation>(&sql, values).await?);
+        }
+        Ok(out)
     }
 
     async fn org_registration(

@@ -9,6 +9,7 @@ use askama::Template;
 use async_trait::async_trait;
 use ciam_core::delivery::{DeliveryError, EmailMessage, Mailer};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -64,9 +65,14 @@ impl SmtpMailer {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
             }
         };
-        let mut builder = builder
-            .port(config.port)
-            .timeout(Some(Duration::from_secs(20)));
+        // As many pooled connections as the mail queue hands messages over at once.
+        let mut builder =
+            builder
+                .port(config.port)
+                .timeout(Some(Duration::from_secs(20)))
+                .pool_config(PoolConfig::new().max_size(
+                    u32::try_from(crate::outgoing::DEFAULT_CONCURRENCY).unwrap_or(u32::MAX),
+                ));
         if let Some((user, password)) = &config.credentials {
             builder =
                 builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));

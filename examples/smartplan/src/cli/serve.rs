@@ -82,6 +82,9 @@ pub const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 /// How often queued mail and SMS are retried (each message waits its own back-off too).
 pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a graceful shutdown waits for queued mail and SMS to be handed over.
+pub const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens the store of `config` (without migrating: `smartplan migrate` does that); waits for
 /// a connection at most [`DATABASE_WAIT`].
 pub async fn open_store(
@@ -176,7 +179,8 @@ pub async fn run(args: ConfigArgs) -> Result<(), ServeCommandError> {
 }
 
 /// Serves `state` on `listener` with `dispatchers` running beside it, until `shutdown`
-/// completes; then stops the server gracefully and lets every dispatcher finish its batch.
+/// completes; then stops the server gracefully, lets every dispatcher finish its batch and
+/// hands over the queued mail and SMS (at most [`DRAIN_WAIT`]).
 pub async fn run_with_dispatchers(
     listener: tokio::net::TcpListener,
     state: crate::AppState,
@@ -185,7 +189,8 @@ pub async fn run_with_dispatchers(
 ) -> Result<(), super::server::ServeError> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
-    if let Some(outgoing) = state.outgoing.clone() {
+    let outgoing = state.outgoing.clone();
+    if let Some(outgoing) = outgoing.clone() {
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
             outgoing
@@ -215,6 +220,11 @@ pub async fn run_with_dispatchers(
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
+    }
+    // Running requests are finished: hand over the mail and SMS they queued.
+    if let Some(outgoing) = outgoing {
+        let (mail, sms) = outgoing.drain(DRAIN_WAIT).await;
+        tracing::info!(?mail, ?sms, "outgoing queues drained");
     }
     result
 }

@@ -1,7 +1,9 @@
 //! The CSV batch invitation: `POST /admin/orgs/{id}/invitations/batch` with the CSV text
 //! (`email,given_name,family_name,business_roles`; a header line is optional; several roles
 //! separated by `;`). Every line gets its own result; ciam-core's `invite_batch` invites the
-//! readable lines in one call, and lines it could not read are reported as such.
+//! readable lines in one call (checked against the store and written 500 rows at a time, the
+//! same path as the CRM API's batches), and lines it could not read are reported as such. The
+//! mail is queued, so the page answers without waiting for the mail server.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -201,11 +203,17 @@ pub(super) async fn invite_batch(
         }
     }
     let invited = results.iter().filter(|row| row.ok).count();
-    let summary = format!(
+    let mut summary = format!(
         "{invited} of {} lines invited; {} not",
         results.len(),
         results.len() - invited
     );
+    // The mail is queued (the page does not wait for the mail server); say when it is late.
+    if invited > 0 && state.outgoing.as_ref().is_some_and(|o| o.mail.delayed()) {
+        summary.push_str(
+            "; mail is delayed right now and goes out as soon as the mail server answers",
+        );
+    }
     let page = invitations_page(
         &state,
         &ctx,

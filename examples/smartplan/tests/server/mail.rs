@@ -154,3 +154,90 @@ async fn an_invitation_goes_through_smtp_and_its_link_works() {
             .contains("smartplan_mail_total{result=\"sent\"} 1")
     );
 }
+
+/// A batch through the server's mail queue answers without waiting for the mail server: while
+/// the SMTP server accepts connections but has not said a word yet, `invite_batch` returns with
+/// every row invited and nothing delivered; once the server talks, every mail arrives, once.
+/// A graceful drain then finds nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_before_its_mail_goes_out_and_all_of_it_arrives_after() {
+    use smartplan::outgoing::Outgoing;
+
+    let app = support::app_default().await;
+    // Connections are taken by the kernel's backlog; nobody answers until the sink starts.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let smtp = SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: SmtpSecurity::None,
+        credentials: None,
+        from: "SmartPlan <no-reply@smartplan.example>".into(),
+    };
+    let mailer = Arc::new(SmtpMailer::new(&smtp, None).unwrap());
+    let outgoing = Outgoing::new(
+        mailer,
+        Arc::new(DevSmsOutbox::default()),
+        app.clock.clone(),
+        chrono::Duration::minutes(5),
+    );
+    let state = assemble(Assembly {
+        config: (*app.state.config).clone(),
+        store: app.state.store.clone(),
+        clock: app.clock.clone(),
+        random: Arc::new(ciam_core::SeededRandom::new(19)),
+        saml_key: support::saml_key(),
+        saml_registry: None,
+        delivery: Delivery::Queued(outgoing.clone()),
+    })
+    .unwrap();
+    let rows: Vec<InvitationRequest> = (0..40)
+        .map(|n| InvitationRequest {
+            email: format!("queued{n}@citygroup.example"),
+            ..InvitationRequest::default()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (_, outcomes) = state
+        .ciam
+        .invitations()
+        .invite_batch(&Principal::System, app.cast().city_group, rows)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the batch waited for the mail server: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, ciam_core::invitations::BatchRowOutcome::Invited { .. }))
+    );
+    assert_eq!(outgoing.mail.sent(), 0, "nothing delivered yet");
+    assert_eq!(outgoing.mail.pending(), 40);
+
+    let (sender, mut received) = mpsc::channel(64);
+    let sink = tokio::spawn(smtp_sink(listener, sender));
+    let mut addresses = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), received.recv())
+            .await
+            .expect("every mail arrives")
+            .unwrap();
+        let text = unfold(&message);
+        let at = text.find("queued").expect("a queued invitee");
+        addresses.insert(
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect::<String>(),
+        );
+    }
+    assert_eq!(addresses.len(), 40, "each invitee once: {addresses:?}");
+    let drained = outgoing.mail.drain(std::time::Duration::from_secs(5)).await;
+    assert_eq!(drained.left, 0);
+    assert_eq!(outgoing.mail.sent(), 40);
+    assert!(received.try_recv().is_err(), "nothing twice");
+    sink.abort();
+}
