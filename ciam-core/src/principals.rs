@@ -3,11 +3,14 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
+
 use crate::authz::{IntegrationPrincipal, IntegrationScope, OrgGrant, Principal, UserPrincipal};
 use crate::ciam::Context;
 use crate::ids::IdentityId;
 use crate::organizations::OrgKind;
-use crate::store::StoreError;
+use crate::store::{IdentityAccess, StoreError};
+
 
 /// Builds principals. Get one from [`crate::Ciam::principals`].
 pub struct Principals<'a> {
@@ -39,11 +42,19 @@ pub(crate) async fn resolve_user(
     ctx: &Context,
     identity_id: IdentityId,
 ) -> Result<UserPrincipal, StoreError> {
-    let identity = ctx
+    let access = ctx
         .store
-        .identity(identity_id)
+        .identity_access(identity_id)
         .await?
         .ok_or_else(|| StoreError::not_found(format!("identity {identity_id}")))?;
+    Ok(user_principal(&access, ctx.now()))
+}
+
+/// The principal that the records of `access` give at `now`: only active memberships in active
+/// organizations grant anything, staff roles count only in the provider organization, services
+/// only through contracts effective at `now`.
+pub(crate) fn user_principal(access: &IdentityAccess, now: DateTime<Utc>) -> UserPrincipal {
+    let identity = &access.identity;
     let mut principal = UserPrincipal {
         identity: identity.id,
         active: identity.is_active(),
@@ -51,14 +62,14 @@ pub(crate) async fn resolve_user(
         grants: Vec::new(),
     };
     if !principal.active {
-        return Ok(principal);
+        return principal;
     }
-    let now = ctx.now();
-    for membership in ctx.store.memberships_of_identity(identity.id).await? {
+    for entry in &access.memberships {
+        let membership = &entry.membership;
         if !membership.is_active() {
             continue;
         }
-        let Some(organization) = ctx.store.organization(membership.organization).await? else {
+        let Some(organization) = &entry.organization else {
             continue;
         };
         if !organization.is_active() {
@@ -69,13 +80,11 @@ pub(crate) async fn resolve_user(
                 .staff_roles
                 .extend(membership.staff_roles.iter().copied());
         }
-        let covered_services = ctx
-            .store
-            .contracts_of_organization(organization.id)
-            .await?
-            .into_iter()
+        let covered_services = entry
+            .contracts
+            .iter()
             .filter(|contract| contract.is_effective(now))
-            .flat_map(|contract| contract.services)
+            .flat_map(|contract| contract.services.iter().copied())
             .collect();
         principal.grants.push(OrgGrant {
             organization: organization.id,
@@ -83,5 +92,5 @@ pub(crate) async fn resolve_user(
             covered_services,
         });
     }
-    Ok(principal)
+    principal
 }

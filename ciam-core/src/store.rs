@@ -396,6 +396,33 @@ pub struct IdempotencyRecord {
     pub response: serde_json::Value,
 }
 
+/// The records that decide a person's access at one instant: the identity and, for each of
+/// its memberships (in [`Store::memberships_of_identity`] order), the organization (when it
+/// still exists) with all of that organization's contracts.
+///
+/// Read by [`Store::identity_access`] on every authenticated request (session check, role
+/// resolution for single sign-on), so that backends can answer it in few round trips.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdentityAccess {
+    /// The identity.
+    pub identity: Identity,
+    /// Its memberships, with their organizations and contracts.
+    pub memberships: Vec<MembershipAccess>,
+}
+
+/// One membership of an [`IdentityAccess`] with its organization and that organization's
+/// contracts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MembershipAccess {
+    /// The membership.
+    pub membership: Membership,
+    /// The organization, `None` when it no longer exists.
+    pub organization: Option<Organization>,
+    /// Every contract of the organization (in [`Store::contracts_of_organization`] order);
+    /// empty when the organization does not exist.
+    pub contracts: Vec<Contract>,
+}
+
 /// The storage port.
 ///
 /// Implementations must make [`Store::commit`] atomic and version-checked, keep events in the
@@ -503,6 +530,32 @@ pub trait Store: Send + Sync {
         &self,
         identity: IdentityId,
     ) -> Result<Vec<Membership>, StoreError>;
+    /// The identity with its memberships, their organizations and contracts (see
+    /// [`IdentityAccess`]); `None` when there is no such identity. The default composes the
+    /// single reads above; backends override it to answer in fewer round trips, and must
+    /// return exactly what the default would.
+    async fn identity_access(&self, id: IdentityId) -> Result<Option<IdentityAccess>, StoreError> {
+        let Some(identity) = self.identity(id).await? else {
+            return Ok(None);
+        };
+        let mut memberships = Vec::new();
+        for membership in self.memberships_of_identity(id).await? {
+            let organization = self.organization(membership.organization).await?;
+            let contracts = match &organization {
+                Some(organization) => self.contracts_of_organization(organization.id).await?,
+                None => Vec::new(),
+            };
+            memberships.push(MembershipAccess {
+                membership,
+                organization,
+                contracts,
+            });
+        }
+        Ok(Some(IdentityAccess {
+            identity,
+            memberships,
+        }))
+    }
     /// Members of an organization ordered by email, keyset-paginated.
     async fn members_of_organization(
         &self,

@@ -16,7 +16,9 @@
 //!   rejected with the reason and changes nothing.
 //!
 //! A chunk is written in one commit when none of its emails exist yet (the fast path of a
-//! first import), and row by row otherwise. Password hashes (argon2, PBKDF2-SHA256 PHC strings,
+//! first import), and row by row otherwise. [`Imports::import_chunk`] checks and writes a
+//! chunk; a host that wants both cores busy calls [`Imports::check_chunk`] for the next chunk
+//! while [`PendingChunk::finish`] writes the previous one (as `smartplan import` does). Password hashes (argon2, PBKDF2-SHA256 PHC strings,
 //! bcrypt) are stored as they are and replaced by argon2id with the current parameters at the
 //! person's first sign-in. Each committed chunk writes one [`EventKind::UsersImported`] event
 //! (the audit trail) instead of one event per row, so an import does not flood the CRM.
@@ -219,12 +221,29 @@ impl<'a> Imports<'a> {
     /// Imports one chunk of rows (at most [`MAX_CHUNK_ROWS`]) and reports each row, in order.
     /// The principal needs, for every row, the right to add a member with those business
     /// roles to that organization (staff administrators and customer service, the system).
+    ///
+    /// The same as [`Imports::check_chunk`] followed by [`PendingChunk::finish`].
     pub async fn import_chunk(
         &mut self,
         principal: &Principal,
         rows: Vec<Result<ImportRow, (u64, String)>>,
         mode: ImportMode,
     ) -> Result<Vec<RowReport>, ImportError> {
+        self.check_chunk(principal, rows, mode).await?.finish().await
+    }
+
+    /// Checks one chunk of rows (at most [`MAX_CHUNK_ROWS`]): parses and validates every row
+    /// and authorizes it, without writing or looking up the people. The returned
+    /// [`PendingChunk`] writes it. A host may check chunk n + 1 while chunk n is being
+    /// written (`tokio::join!`), as long as it finishes the chunks in file order: a row is
+    /// looked up against the store only when its chunk is finished, so a person repeated
+    /// across chunks is still found.
+    pub async fn check_chunk(
+        &mut self,
+        principal: &Principal,
+        rows: Vec<Result<ImportRow, (u64, String)>>,
+        mode: ImportMode,
+    ) -> Result<PendingChunk<'a>, ImportError> {
         if rows.len() > MAX_CHUNK_ROWS {
             return Err(ImportError::ChunkTooLarge);
         }
@@ -263,157 +282,15 @@ impl<'a> Imports<'a> {
                 }
             }
         }
-
-        match mode {
-            ImportMode::DryRun => {
-                for (index, row) in valid {
-                    let outcome = self.dry_run_outcome(&row).await?;
-                    set_outcome(&mut reports, index, outcome);
-                }
-            }
-            ImportMode::Apply => self.apply(principal, valid, &mut reports).await?,
-        }
-        Ok(reports)
-    }
-
-    async fn apply(
-        &mut self,
-        principal: &Principal,
-        valid: Vec<(usize, ValidRow)>,
-        reports: &mut [RowReport],
-    ) -> Result<(), ImportError> {
-        // Fast path: every email new and distinct within the chunk → one commit.
-        let mut seen = HashSet::with_capacity(valid.len());
-        let (fresh, repeated): (Vec<_>, Vec<_>) = valid
-            .into_iter()
-            .partition(|(_, row)| seen.insert(row.email.normalized().to_owned()));
-        let mut slow = repeated;
-        if !fresh.is_empty() {
-            let now = self.ctx.now();
-            let mut changes = ChangeSet::new();
-            let mut created = Vec::with_capacity(fresh.len());
-            let (mut identities, mut memberships, mut credentials) = (
-                Vec::with_capacity(fresh.len()),
-                Vec::with_capacity(fresh.len()),
-                Vec::new(),
-            );
-            for (index, row) in &fresh {
-                let (identity, membership, credential) = self.new_person(row);
-                created.push((*index, identity.id));
-                identities.push(identity);
-                memberships.push(membership);
-                credentials.extend(credential);
-            }
-            // Records grouped by kind: stores insert each group in one statement.
-            changes
-                .records
-                .extend(identities.into_iter().map(Into::into));
-            changes
-                .records
-                .extend(memberships.into_iter().map(Into::into));
-            changes
-                .records
-                .extend(credentials.into_iter().map(Into::into));
-            changes.event(self.chunk_event(principal, fresh.len(), 0, &fresh, now));
-            match self.ctx.store.commit(changes).await {
-                Ok(()) => {
-                    for (index, id) in created {
-                        set_outcome(reports, index, RowOutcome::Created(id));
-                    }
-                }
-                // Some email exists already (or a concurrent writer): take the slow path.
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        StoreErrorKind::Unique | StoreErrorKind::Conflict
-                    ) =>
-                {
-                    slow.extend(fresh);
-                    slow.sort_by_key(|(index, _)| *index);
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        for (index, row) in slow {
-            let outcome = self.apply_one(principal, &row).await?;
-            set_outcome(reports, index, outcome);
-        }
-        Ok(())
-    }
-
-    /// One row on its own: looks the email up and creates or adds as needed.
-    async fn apply_one(
-        &mut self,
-        principal: &Principal,
-        row: &ValidRow,
-    ) -> Result<RowOutcome, ImportError> {
-        for _ in 0..3 {
-            let now = self.ctx.now();
-            let mut changes = ChangeSet::new();
-            let outcome = match self.existing(row).await? {
-                Existing::None => {
-                    let (identity, membership, credential) = self.new_person(row);
-                    let id = identity.id;
-                    changes.put(identity).put(membership);
-                    if let Some(credential) = credential {
-                        changes.put(credential);
-                    }
-                    changes.event(self.chunk_event(principal, 1, 0, &[], now));
-                    RowOutcome::Created(id)
-                }
-                Existing::Settled(outcome) => return Ok(outcome),
-                Existing::NotMember(identity) => {
-                    changes.put(self.membership(identity, row));
-                    changes.event(self.chunk_event(principal, 0, 1, &[], now));
-                    RowOutcome::AddedToOrganization(identity)
-                }
-            };
-            match self.ctx.store.commit(changes).await {
-                Ok(()) => return Ok(outcome),
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        StoreErrorKind::Unique | StoreErrorKind::Conflict
-                    ) =>
-                {
-                    // Someone wrote the same person meanwhile: look again.
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Ok(RowOutcome::Rejected(RowError::Conflict))
-    }
-
-    async fn dry_run_outcome(&self, row: &ValidRow) -> Result<RowOutcome, ImportError> {
-        Ok(match self.existing(row).await? {
-            Existing::None => RowOutcome::WouldCreate,
-            Existing::Settled(outcome) => outcome,
-            Existing::NotMember(_) => RowOutcome::WouldAdd,
-        })
-    }
-
-    /// What the store already holds for the row's email: nobody, somebody who needs the
-    /// membership, or somebody for whom the row is settled (a member already; disabled).
-    async fn existing(&self, row: &ValidRow) -> Result<Existing, StoreError> {
-        let Some(identity) = self.ctx.store.identity_by_email(&row.email).await? else {
-            return Ok(Existing::None);
-        };
-        if identity.status == IdentityStatus::Disabled {
-            return Ok(Existing::Settled(RowOutcome::Rejected(
-                RowError::DisabledIdentity,
-            )));
-        }
-        let member = self
-            .ctx
-            .store
-            .membership_of(identity.id, row.organization)
-            .await?
-            .is_some();
-        Ok(if member {
-            Existing::Settled(RowOutcome::Unchanged(identity.id))
-        } else {
-            Existing::NotMember(identity.id)
+        Ok(PendingChunk {
+            writer: ChunkWriter {
+                ctx: self.ctx,
+                principal: principal.clone(),
+                chunk: self.chunk,
+            },
+            reports,
+            valid,
+            mode,
         })
     }
 
@@ -537,6 +414,194 @@ impl<'a> Imports<'a> {
         Ok(entry)
     }
 
+}
+
+/// A checked chunk of an import, ready to be written: see [`Imports::check_chunk`].
+#[must_use = "a checked chunk writes nothing until it is finished"]
+pub struct PendingChunk<'a> {
+    writer: ChunkWriter<'a>,
+    reports: Vec<RowReport>,
+    valid: Vec<(usize, ValidRow)>,
+    mode: ImportMode,
+}
+
+impl std::fmt::Debug for PendingChunk<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingChunk")
+            .field("chunk", &self.writer.chunk)
+            .field("rows", &self.reports.len())
+            .field("valid", &self.valid.len())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl PendingChunk<'_> {
+    /// Writes the chunk (or, in a dry run, looks each row up) and reports each row, in order.
+    pub async fn finish(self) -> Result<Vec<RowReport>, ImportError> {
+        let Self {
+            writer,
+            mut reports,
+            valid,
+            mode,
+        } = self;
+        match mode {
+            ImportMode::DryRun => {
+                for (index, row) in valid {
+                    let outcome = writer.dry_run_outcome(&row).await?;
+                    set_outcome(&mut reports, index, outcome);
+                }
+            }
+            ImportMode::Apply => writer.apply(valid, &mut reports).await?,
+        }
+        Ok(reports)
+    }
+}
+
+/// Writes the rows of one chunk.
+struct ChunkWriter<'a> {
+    ctx: &'a Context,
+    principal: Principal,
+    chunk: u64,
+}
+
+impl ChunkWriter<'_> {
+    async fn apply(
+        &self,
+        valid: Vec<(usize, ValidRow)>,
+        reports: &mut [RowReport],
+    ) -> Result<(), ImportError> {
+        // Fast path: every email new and distinct within the chunk → one commit.
+        let mut seen = HashSet::with_capacity(valid.len());
+        let (fresh, repeated): (Vec<_>, Vec<_>) = valid
+            .into_iter()
+            .partition(|(_, row)| seen.insert(row.email.normalized().to_owned()));
+        let mut slow = repeated;
+        if !fresh.is_empty() {
+            let now = self.ctx.now();
+            let mut changes = ChangeSet::new();
+            let mut created = Vec::with_capacity(fresh.len());
+            let (mut identities, mut memberships, mut credentials) = (
+                Vec::with_capacity(fresh.len()),
+                Vec::with_capacity(fresh.len()),
+                Vec::new(),
+            );
+            for (index, row) in &fresh {
+                let (identity, membership, credential) = self.new_person(row);
+                created.push((*index, identity.id));
+                identities.push(identity);
+                memberships.push(membership);
+                credentials.extend(credential);
+            }
+            // Records grouped by kind: stores insert each group in one statement.
+            changes
+                .records
+                .extend(identities.into_iter().map(Into::into));
+            changes
+                .records
+                .extend(memberships.into_iter().map(Into::into));
+            changes
+                .records
+                .extend(credentials.into_iter().map(Into::into));
+            changes.event(self.chunk_event(fresh.len(), 0, &fresh, now));
+            match self.ctx.store.commit(changes).await {
+                Ok(()) => {
+                    for (index, id) in created {
+                        set_outcome(reports, index, RowOutcome::Created(id));
+                    }
+                }
+                // Some email exists already (or a concurrent writer): take the slow path.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        StoreErrorKind::Unique | StoreErrorKind::Conflict
+                    ) =>
+                {
+                    slow.extend(fresh);
+                    slow.sort_by_key(|(index, _)| *index);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        for (index, row) in slow {
+            let outcome = self.apply_one(&row).await?;
+            set_outcome(reports, index, outcome);
+        }
+        Ok(())
+    }
+
+    /// One row on its own: looks the email up and creates or adds as needed.
+    async fn apply_one(&self, row: &ValidRow) -> Result<RowOutcome, ImportError> {
+        for _ in 0..3 {
+            let now = self.ctx.now();
+            let mut changes = ChangeSet::new();
+            let outcome = match self.existing(row).await? {
+                Existing::None => {
+                    let (identity, membership, credential) = self.new_person(row);
+                    let id = identity.id;
+                    changes.put(identity).put(membership);
+                    if let Some(credential) = credential {
+                        changes.put(credential);
+                    }
+                    changes.event(self.chunk_event(1, 0, &[], now));
+                    RowOutcome::Created(id)
+                }
+                Existing::Settled(outcome) => return Ok(outcome),
+                Existing::NotMember(identity) => {
+                    changes.put(self.membership(identity, row));
+                    changes.event(self.chunk_event(0, 1, &[], now));
+                    RowOutcome::AddedToOrganization(identity)
+                }
+            };
+            match self.ctx.store.commit(changes).await {
+                Ok(()) => return Ok(outcome),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        StoreErrorKind::Unique | StoreErrorKind::Conflict
+                    ) =>
+                {
+                    // Someone wrote the same person meanwhile: look again.
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(RowOutcome::Rejected(RowError::Conflict))
+    }
+
+    async fn dry_run_outcome(&self, row: &ValidRow) -> Result<RowOutcome, ImportError> {
+        Ok(match self.existing(row).await? {
+            Existing::None => RowOutcome::WouldCreate,
+            Existing::Settled(outcome) => outcome,
+            Existing::NotMember(_) => RowOutcome::WouldAdd,
+        })
+    }
+
+    /// What the store already holds for the row's email: nobody, somebody who needs the
+    /// membership, or somebody for whom the row is settled (a member already; disabled).
+    async fn existing(&self, row: &ValidRow) -> Result<Existing, StoreError> {
+        let Some(identity) = self.ctx.store.identity_by_email(&row.email).await? else {
+            return Ok(Existing::None);
+        };
+        if identity.status == IdentityStatus::Disabled {
+            return Ok(Existing::Settled(RowOutcome::Rejected(
+                RowError::DisabledIdentity,
+            )));
+        }
+        let member = self
+            .ctx
+            .store
+            .membership_of(identity.id, row.organization)
+            .await?
+            .is_some();
+        Ok(if member {
+            Existing::Settled(RowOutcome::Unchanged(identity.id))
+        } else {
+            Existing::NotMember(identity.id)
+        })
+    }
+
     fn new_person(&self, row: &ValidRow) -> (Identity, Membership, Option<Credential>) {
         let now = self.ctx.now();
         let random = self.ctx.random.as_ref();
@@ -587,7 +652,6 @@ impl<'a> Imports<'a> {
 
     fn chunk_event(
         &self,
-        principal: &Principal,
         created: usize,
         added: usize,
         rows: &[(usize, ValidRow)],
@@ -596,7 +660,7 @@ impl<'a> Imports<'a> {
         let first_line = rows.first().map(|(_, row)| row.line);
         let last_line = rows.last().map(|(_, row)| row.line);
         self.ctx.event(
-            &principal.actor(),
+            &self.principal.actor(),
             None,
             None,
             EventKind::UsersImported {

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use crate::authz::{Action, DenyReason, Principal, Target, authorize};
 use crate::ciam::Context;
 use crate::ids::{IdentityId, OrganizationId, ServiceId};
-use crate::store::StoreError;
+use crate::services::Service;
+use crate::store::{IdentityAccess, StoreError};
 
 /// Errors of role resolution.
 #[derive(Debug, thiserror::Error)]
@@ -74,39 +75,53 @@ impl RoleResolution<'_> {
             .service_by_key(service_key)
             .await?
             .ok_or_else(|| RoleResolutionError::UnknownService(service_key.to_owned()))?;
-        let person = self
+        let access = self
             .ctx
             .store
-            .identity(identity)
+            .identity_access(identity)
             .await?
             .ok_or(RoleResolutionError::UnknownIdentity)?;
+        self.resolve_in(principal, &access, &service).await
+    }
+
+    /// Like [`RoleResolution::resolve`] for the records of a person already read (for example
+    /// by the session check of the same request), so that they are not read twice; `service`
+    /// as read from the store. The same principals may ask.
+    pub async fn resolve_in(
+        &self,
+        principal: &Principal,
+        access: &IdentityAccess,
+        service: &Service,
+    ) -> Result<ResolvedRoles, RoleResolutionError> {
+        authorize(
+            principal,
+            &Action::ManageOwnProfile,
+            &Target::Identity(access.identity.id),
+        )
+        .into_result()?;
         let mut resolved = ResolvedRoles {
             service: Some(service.id),
             ..ResolvedRoles::default()
         };
-        if !person.is_active() {
+        if !access.identity.is_active() {
             return Ok(resolved);
         }
         let now = self.ctx.now();
-        let memberships = self.ctx.store.memberships_of_identity(identity).await?;
-        for membership in memberships.iter().filter(|m| m.is_active()) {
-            let Some(org) = self.ctx.store.organization(membership.organization).await? else {
+        for entry in access.memberships.iter().filter(|m| m.membership.is_active()) {
+            let Some(org) = &entry.organization else {
                 continue;
             };
             if !org.is_active() {
                 continue;
             }
-            let covered = self
-                .ctx
-                .store
-                .contracts_of_organization(org.id)
-                .await?
+            if !entry
+                .contracts
                 .iter()
-                .any(|contract| contract.covers(service.id, now));
-            if !covered {
+                .any(|contract| contract.covers(service.id, now))
+            {
                 continue;
             }
-            for role_id in &membership.business_roles {
+            for role_id in &entry.membership.business_roles {
                 let Some(role) = self.ctx.store.business_role(*role_id).await? else {
                     continue;
                 };

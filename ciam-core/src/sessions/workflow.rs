@@ -1,15 +1,17 @@
 //! Starting, checking and ending sessions.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 
 use crate::authz::{Action, Actor, DenyReason, Principal, Target, authorize};
 use crate::ciam::Context;
 use crate::events::EventKind;
 use crate::ids::{IdentityId, SessionId};
-use crate::principals::resolve_user;
+use crate::principals::user_principal;
 use crate::secrets::SecretToken;
 use crate::sessions::{AuthMethod, RevocationReason, Session};
-use crate::store::{ChangeSet, StoreError, StoreErrorKind};
+use crate::store::{ChangeSet, IdentityAccess, StoreError, StoreErrorKind};
 
 /// Session lifetimes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +69,10 @@ pub struct ValidSession {
     pub session: Session,
     /// The principal with grants as of now.
     pub principal: Principal,
+    /// The records the principal was resolved from (identity, memberships, organizations,
+    /// contracts), read once for the request, for work that needs them again (role resolution
+    /// for single sign-on) without a second read.
+    pub access: Arc<IdentityAccess>,
 }
 
 /// Sessions. Get one from [`crate::Ciam::sessions`].
@@ -131,14 +137,17 @@ impl Sessions<'_> {
         if !session.is_live(now) {
             return Err(SessionError::Ended);
         }
-        let principal = match resolve_user(self.ctx, session.identity).await {
-            Ok(user) if user.active => Principal::User(user),
-            Ok(_) => return Err(SessionError::Ended),
-            Err(error) if error.kind() == StoreErrorKind::NotFound => {
-                return Err(SessionError::Ended);
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let access = self
+            .ctx
+            .store
+            .identity_access(session.identity)
+            .await?
+            .ok_or(SessionError::Ended)?;
+        let user = user_principal(&access, now);
+        if !user.active {
+            return Err(SessionError::Ended);
+        }
+        let principal = Principal::User(user);
         let policy = self.ctx.policy.sessions;
         if now - session.last_seen_at >= policy.touch_interval {
             session.last_seen_at = now;
@@ -163,7 +172,11 @@ impl Sessions<'_> {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(ValidSession { session, principal })
+        Ok(ValidSession {
+            session,
+            principal,
+            access: Arc::new(access),
+        })
     }
 
     /// Sessions of a person (their own, or any for staff allowed to disable people).

@@ -7,7 +7,7 @@
 //! [`IdentityProvider::respond_unsolicited`], refused unless enabled for the SP.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -135,13 +135,13 @@ pub enum RegistryError {
 #[async_trait]
 pub trait ServiceProviderRegistry: Send + Sync {
     /// The SP with this entity id, if registered.
-    async fn get(&self, entity_id: &str) -> Result<Option<ServiceProvider>, RegistryError>;
+    async fn get(&self, entity_id: &str) -> Result<Option<Arc<ServiceProvider>>, RegistryError>;
 }
 
 /// An in-memory [`ServiceProviderRegistry`] (tests, tools; not shared between processes).
 #[derive(Debug, Default)]
 pub struct InMemoryServiceProviderRegistry {
-    sps: RwLock<HashMap<String, ServiceProvider>>,
+    sps: RwLock<HashMap<String, Arc<ServiceProvider>>>,
 }
 
 impl InMemoryServiceProviderRegistry {
@@ -153,7 +153,7 @@ impl InMemoryServiceProviderRegistry {
     /// Registers or replaces an SP.
     pub fn put(&self, sp: ServiceProvider) {
         let mut sps = self.sps.write().unwrap_or_else(|p| p.into_inner());
-        sps.insert(sp.entity_id.clone(), sp);
+        sps.insert(sp.entity_id.clone(), Arc::new(sp));
     }
 
     /// Removes an SP; `true` if it was registered.
@@ -165,7 +165,7 @@ impl InMemoryServiceProviderRegistry {
     /// All registered SPs, by entity id.
     pub fn list(&self) -> Vec<ServiceProvider> {
         let sps = self.sps.read().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = sps.values().cloned().collect();
+        let mut all: Vec<_> = sps.values().map(|sp| (**sp).clone()).collect();
         all.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
         all
     }
@@ -173,9 +173,9 @@ impl InMemoryServiceProviderRegistry {
 
 #[async_trait]
 impl ServiceProviderRegistry for InMemoryServiceProviderRegistry {
-    async fn get(&self, entity_id: &str) -> Result<Option<ServiceProvider>, RegistryError> {
+    async fn get(&self, entity_id: &str) -> Result<Option<Arc<ServiceProvider>>, RegistryError> {
         let sps = self.sps.read().unwrap_or_else(|p| p.into_inner());
-        Ok(sps.get(entity_id).cloned())
+        Ok(sps.get(entity_id).map(Arc::clone))
     }
 }
 
@@ -398,6 +398,7 @@ pub struct ErrorReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthnRequest {
     id: String,
+    service_provider: Arc<ServiceProvider>,
     sp_entity_id: String,
     acs_url: String,
     name_id_format: NameIdFormat,
@@ -411,6 +412,11 @@ impl AuthnRequest {
     /// The request's `ID` (the response's `InResponseTo`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+    /// The registered SP the request was checked against (signature, ACS URL), as read from
+    /// the registry for this request: answer it with this one, not with a second lookup.
+    pub fn service_provider(&self) -> &ServiceProvider {
+        &self.service_provider
     }
     /// The requesting SP's entity id.
     pub fn sp_entity_id(&self) -> &str {
@@ -807,6 +813,7 @@ impl IdentityProvider {
         Ok(AuthnRequest {
             id,
             sp_entity_id: sp.entity_id.clone(),
+            service_provider: sp,
             acs_url,
             name_id_format,
             force_authn: flag("ForceAuthn"),
@@ -1311,7 +1318,7 @@ impl IdentityProvider {
             .collect();
         Ok(LogoutRequest {
             id,
-            sp_entity_id: sp.entity_id,
+            sp_entity_id: sp.entity_id.clone(),
             name_id,
             session_indexes,
             relay_state: received.relay_state,

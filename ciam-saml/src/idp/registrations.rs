@@ -467,9 +467,9 @@ fn registered(setting: &Setting) -> Result<RegisteredServiceProvider, Registrati
 
 #[async_trait]
 impl ServiceProviderRegistry for ServiceProviderRegistrations {
-    async fn get(&self, entity_id: &str) -> Result<Option<ServiceProvider>, RegistryError> {
+    async fn get(&self, entity_id: &str) -> Result<Option<Arc<ServiceProvider>>, RegistryError> {
         match self.current(entity_id).await {
-            Ok(sp) => Ok(sp.map(|sp| (*sp).clone())),
+            Ok(sp) => Ok(sp),
             Err(error) => Err(RegistryError::Unavailable(error.to_string())),
         }
     }

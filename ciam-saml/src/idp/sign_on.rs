@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use ciam_core::Principal;
 use ciam_core::ids::{IdentityId, OrganizationId, SessionId};
+use ciam_core::organizations::Organization;
+use ciam_core::store::IdentityAccess;
 use ciam_core::services::RoleResolutionError;
 use ciam_core::sessions::{Session, SessionError};
 use ciam_core::{Ciam, StoreError};
@@ -59,17 +61,37 @@ impl SignedInUser {
         session: &Session,
         sp: &ServiceProvider,
     ) -> Result<Self, SignOnError> {
-        let store = ciam.store();
-        let identity = store
-            .identity(session.identity)
+        let access = ciam
+            .store()
+            .identity_access(session.identity)
             .await?
-            .filter(|i| i.is_active())
             .ok_or(SignOnError::InactiveIdentity)?;
+        Self::for_session_access(ciam, session, &access, sp).await
+    }
+
+    /// Like [`SignedInUser::for_session`] with the person's records already read for this
+    /// request (`ValidSession::access` of `ciam.sessions().validate(..)`), so that the session
+    /// check and the assertion share one read.
+    pub async fn for_session_access(
+        ciam: &Ciam,
+        session: &Session,
+        access: &IdentityAccess,
+        sp: &ServiceProvider,
+    ) -> Result<Self, SignOnError> {
+        let identity = &access.identity;
+        if identity.id != session.identity || !identity.is_active() {
+            return Err(SignOnError::InactiveIdentity);
+        }
         let (roles, via) = match &sp.service_key {
             Some(key) => {
+                let service = ciam
+                    .store()
+                    .service_by_key(key)
+                    .await?
+                    .ok_or_else(|| SignOnError::UnknownService(key.clone()))?;
                 let resolved = ciam
                     .roles()
-                    .resolve(&Principal::System, identity.id, key)
+                    .resolve_in(&Principal::System, access, &service)
                     .await?;
                 if !resolved.has_access() {
                     return Err(SignOnError::NoAccess);
@@ -81,15 +103,15 @@ impl SignedInUser {
             }
             None => (Vec::new(), BTreeSet::new()),
         };
-        let organization = choose_organization(ciam, identity.id, &via).await?;
+        let organization = choose_organization(access, &via)?;
         let name = |part: &str| (!part.trim().is_empty()).then(|| part.to_owned());
         Ok(Self {
             identity_id: identity.id,
             email: identity.email.as_str().to_owned(),
             given_name: name(&identity.name.given),
             family_name: name(&identity.name.family),
-            organization_id: organization.0,
-            organization_name: organization.1,
+            organization_id: organization.id,
+            organization_name: organization.name.clone(),
             roles,
             auth_methods: session.methods.clone(),
             authenticated_at: session.created_at,
@@ -100,28 +122,27 @@ impl SignedInUser {
 }
 
 /// The organization the assertion names: the first (by id) of those giving access to the
-/// service, or else the first active organization of an active membership.
-async fn choose_organization(
-    ciam: &Ciam,
-    identity: IdentityId,
+/// service, or else the first (by id) active organization of an active membership.
+fn choose_organization<'a>(
+    access: &'a IdentityAccess,
     via: &BTreeSet<OrganizationId>,
-) -> Result<(OrganizationId, String), SignOnError> {
-    let store = ciam.store();
-    for id in via {
-        if let Some(org) = store.organization(*id).await? {
-            return Ok((org.id, org.name));
+) -> Result<&'a Organization, SignOnError> {
+    let organizations = || {
+        access
+            .memberships
+            .iter()
+            .filter_map(|entry| entry.organization.as_ref().map(|org| (entry, org)))
+    };
+    if let Some(first) = via.iter().next() {
+        if let Some((_, org)) = organizations().find(|(_, org)| org.id == *first) {
+            return Ok(org);
         }
     }
-    let mut memberships = store.memberships_of_identity(identity).await?;
-    memberships.sort_by_key(|m| m.organization);
-    for membership in memberships.iter().filter(|m| m.is_active()) {
-        if let Some(org) = store.organization(membership.organization).await? {
-            if org.is_active() {
-                return Ok((org.id, org.name));
-            }
-        }
-    }
-    Err(SignOnError::NoOrganization)
+    organizations()
+        .filter(|(entry, org)| entry.membership.is_active() && org.is_active())
+        .map(|(_, org)| org)
+        .min_by_key(|org| org.id)
+        .ok_or(SignOnError::NoOrganization)
 }
 
 /// Why sessions named by a `LogoutRequest` could not be ended.

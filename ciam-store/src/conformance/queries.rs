@@ -550,6 +550,105 @@ pub(crate) async fn batch_lookups(store: Arc<dyn Store>) -> Outcome {
     Ok(())
 }
 
+pub(crate) async fn identity_access(store: Arc<dyn Store>) -> Outcome {
+    let f = Fixture::new(38);
+    let a = f.organization("A");
+    let b = f.organization("B");
+    let c = f.organization("C");
+    let ann = f.identity("ann@access.example", "Ann", "Lee")?;
+    let bob = f.identity("bob@access.example", "Bob", "Stone")?;
+    let cy = f.identity("cy@access.example", "Cy", "Alone")?;
+    let mut ann_b = f.membership(ann.id, b.id);
+    ann_b.created_at = at(1);
+    let mut ann_a = f.membership(ann.id, a.id);
+    ann_a.created_at = at(2);
+    let bob_a = f.membership(bob.id, a.id);
+    let mut a_late = f.contract(a.id, "A-LATE");
+    a_late.created_at = at(5);
+    let mut a_early = f.contract(a.id, "A-EARLY");
+    a_early.created_at = at(3);
+    let c_only = f.contract(c.id, "C-ONLY");
+    store
+        .commit(put([
+            a.clone().into(),
+            b.clone().into(),
+            c.clone().into(),
+            ann.clone().into(),
+            bob.clone().into(),
+            cy.clone().into(),
+        ]))
+        .await?;
+    store
+        .commit(put([
+            ann_a.clone().into(),
+            bob_a.clone().into(),
+            ann_b.clone().into(),
+            a_late.clone().into(),
+            c_only.into(),
+            a_early.clone().into(),
+        ]))
+        .await?;
+    let access = store
+        .identity_access(ann.id)
+        .await?
+        .ok_or_else(|| Fail("no access records for an existing identity".into()))?;
+    ensure_eq!(access.identity.id, ann.id, "the identity");
+    let shape: Vec<_> = access
+        .memberships
+        .iter()
+        .map(|m| {
+            (
+                m.membership.id,
+                m.organization.as_ref().map(|o| o.id),
+                m.contracts.iter().map(|c| c.id).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    ensure_eq!(
+        shape,
+        vec![
+            (ann_b.id, Some(b.id), vec![]),
+            (ann_a.id, Some(a.id), vec![a_early.id, a_late.id]),
+        ],
+        "memberships in creation order, each with its organization and only that \
+         organization's contracts in creation order"
+    );
+    // Exactly what the single reads give (versions and every field included).
+    let mut composed = Vec::new();
+    for membership in store.memberships_of_identity(ann.id).await? {
+        let organization = store.organization(membership.organization).await?;
+        let contracts = store.contracts_of_organization(membership.organization).await?;
+        composed.push((membership, organization, contracts));
+    }
+    let read: Vec<_> = access
+        .memberships
+        .into_iter()
+        .map(|m| (m.membership, m.organization, m.contracts))
+        .collect();
+    ensure_eq!(read, composed, "the same records as the single reads");
+    ensure_eq!(
+        Some(access.identity),
+        store.identity(ann.id).await?,
+        "the identity as read by id"
+    );
+    let alone = store
+        .identity_access(cy.id)
+        .await?
+        .ok_or_else(|| Fail("no access records for an identity without memberships".into()))?;
+    ensure!(
+        alone.identity.id == cy.id && alone.memberships.is_empty(),
+        "an identity without memberships: got {alone:?}"
+    );
+    ensure_eq!(
+        store
+            .identity_access(f.identity("nobody@access.example", "No", "Body")?.id)
+            .await?,
+        None,
+        "an unknown identity"
+    );
+    Ok(())
+}
+
 pub(crate) async fn members_pagination(store: Arc<dyn Store>) -> Outcome {
     let f = Fixture::new(37);
     let org = f.organization("Big");

@@ -262,7 +262,11 @@ async fn open_sqlite(options: &SqlStoreOptions) -> Result<SqlStore, StoreError> 
         .clone()
         .pragma("cache_size", "-65536")
         .pragma("temp_store", "memory");
+    // SQLite connections are in-process handles to a local file: there is no link that could
+    // break between uses, so the pool does not ping one before handing it out (sqlx's default
+    // would add a round trip to the connection's worker thread to every query).
     let write = SqlitePoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(1)
         .min_connections(if memory { 1 } else { 0 })
         .idle_timeout(None)
@@ -284,6 +288,7 @@ async fn open_sqlite(options: &SqlStoreOptions) -> Result<SqlStore, StoreError> 
         write.clone()
     } else {
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))

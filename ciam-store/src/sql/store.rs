@@ -18,8 +18,8 @@ use ciam_core::services::{BusinessRole, Service};
 use ciam_core::sessions::Session;
 use ciam_core::settings::{Setting, SettingKind};
 use ciam_core::store::{
-    ChangeSet, EventQuery, IdempotencyRecord, Member, OutboxEntry, Page, PageRequest, Record,
-    ReleaseOutcome, Store, StoreError, StoredEvent,
+    ChangeSet, EventQuery, IdempotencyRecord, IdentityAccess, Member, MembershipAccess,
+    OutboxEntry, Page, PageRequest, Record, ReleaseOutcome, Store, StoreError, StoredEvent,
 };
 use serde::de::DeserializeOwned;
 
@@ -704,6 +704,63 @@ impl Store for SqlStore {
             args![identity.to_string()],
         )
         .await
+    }
+
+    async fn identity_access(&self, id: IdentityId) -> Result<Option<IdentityAccess>, StoreError> {
+        // Two round trips instead of 2 + 2 per membership: the identity with its memberships
+        // and their organizations, then the contracts of those organizations.
+        let rows = self
+            .read()
+            .fetch_all(
+                "SELECT i.data, m.data, o.data FROM identities i \
+                 LEFT JOIN memberships m ON m.identity_id = i.id \
+                 LEFT JOIN organizations o ON o.id = m.organization_id \
+                 WHERE i.id = ? ORDER BY m.created_at, m.id",
+                args![id.to_string()],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let identity: Identity = from_json(&first.text(0)?)?;
+        let mut memberships = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(membership) = row.opt_text(1)? else {
+                continue;
+            };
+            let organization = match row.opt_text(2)? {
+                Some(organization) => Some(from_json::<Organization>(&organization)?),
+                None => None,
+            };
+            memberships.push(MembershipAccess {
+                membership: from_json(&membership)?,
+                organization,
+                contracts: Vec::new(),
+            });
+        }
+        if memberships.iter().any(|m| m.organization.is_some()) {
+            let contracts: Vec<Contract> = self
+                .many(
+                    "SELECT c.data FROM contracts c WHERE c.organization_id IN \
+                     (SELECT m.organization_id FROM memberships m WHERE m.identity_id = ?) \
+                     ORDER BY c.created_at, c.id",
+                    args![id.to_string()],
+                )
+                .await?;
+            for access in &mut memberships {
+                if let Some(organization) = &access.organization {
+                    access.contracts = contracts
+                        .iter()
+                        .filter(|contract| contract.organization == organization.id)
+                        .cloned()
+                        .collect();
+                }
+            }
+        }
+        Ok(Some(IdentityAccess {
+            identity,
+            memberships,
+        }))
     }
 
     async fn members_of_organization(

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ciam_core::imports::files::{self, Format, ReadRow};
-use ciam_core::imports::{ImportError, ImportMode, RowError, RowOutcome, RowReport};
+use ciam_core::imports::{
+    ImportError, ImportMode, PendingChunk, RowError, RowOutcome, RowReport,
+};
 use ciam_core::{Ciam, Principal};
 
 /// Rows per chunk handed to the importer (one commit per chunk on the fast path).
@@ -211,29 +213,51 @@ pub async fn run(
     let mut summary = ImportSummary::default();
     let mut imports = ciam.imports();
     let principal = Principal::System;
-    while let Some(chunk) = chunks.recv().await {
-        let reports = imports
-            .import_chunk(&principal, chunk, mode)
-            .await
-            .map_err(|source| ImportCommandError::Stopped {
-                written: summary.rows,
-                source,
-            });
-        let reports = match reports {
-            Ok(reports) => reports,
-            Err(error) => {
-                progress.abandon();
-                let _ = report.flush();
-                drop(chunks);
-                let _ = reader.join();
-                return Err(error);
+    // Chunk n is written while chunk n + 1 is checked (parsing, validation and authorization
+    // on this thread; SQLite's work on its connection's thread), always finished in file
+    // order.
+    let mut pending = None;
+    loop {
+        let next = chunks.recv().await;
+        let (written, checked) = match (pending.take(), next) {
+            (None, None) => break,
+            (None, Some(chunk)) => (None, Some(imports.check_chunk(&principal, chunk, mode).await)),
+            (Some(chunk), None) => (Some(PendingChunk::finish(chunk).await), None),
+            (Some(chunk), Some(next)) => {
+                let (written, checked) = tokio::join!(
+                    PendingChunk::finish(chunk),
+                    imports.check_chunk(&principal, next, mode)
+                );
+                (Some(written), Some(checked))
             }
         };
-        for row in &reports {
-            summary.count(&row.outcome);
-            report
-                .write_record(report_line(row))
-                .map_err(|e| report_error(e.into()))?;
+        let outcome = (|| -> Result<(), ImportCommandError> {
+            if let Some(written) = written {
+                let reports = written.map_err(|source| ImportCommandError::Stopped {
+                    written: summary.rows,
+                    source,
+                })?;
+                for row in &reports {
+                    summary.count(&row.outcome);
+                    report
+                        .write_record(report_line(row))
+                        .map_err(|e| report_error(e.into()))?;
+                }
+            }
+            if let Some(checked) = checked {
+                pending = Some(checked.map_err(|source| ImportCommandError::Stopped {
+                    written: summary.rows,
+                    source,
+                })?);
+            }
+            Ok(())
+        })();
+        if let Err(error) = outcome {
+            progress.abandon();
+            let _ = report.flush();
+            drop(chunks);
+            let _ = reader.join();
+            return Err(error);
         }
         progress.set_position(read.load(Ordering::Relaxed));
         progress.set_message(format!("{} rows", summary.rows));

@@ -13,6 +13,8 @@
 //! - `GET /saml/launch?sp=ENTITY_ID`: IdP-initiated sign-on to a registered SP that allows it
 //!   (the "Open SmartPlan Application" link).
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -208,7 +210,7 @@ fn accepted(
     }
 }
 
-async fn registered(state: &AppState, entity_id: &str) -> Result<ServiceProvider, WebError> {
+async fn registered(state: &AppState, entity_id: &str) -> Result<Arc<ServiceProvider>, WebError> {
     state
         .saml_registry
         .get(entity_id)
@@ -226,7 +228,7 @@ async fn sign_on(
     now: DateTime<Utc>,
 ) -> Result<Response, WebError> {
     let random = state.ciam.random().clone();
-    let sp = registered(state, request.sp_entity_id()).await?;
+    let sp = request.service_provider();
     let signed_in = match signed_in {
         Some(signed_in)
             if request.force_authn()
@@ -251,11 +253,11 @@ async fn sign_on(
         }
         None => return Err(WebError::sign_in_required(resume)),
     };
-    match SignedInUser::for_session(&state.ciam, &signed_in.session, &sp).await {
+    match SignedInUser::for_session_access(&state.ciam, &signed_in.session, &signed_in.access, sp).await {
         Ok(user) => post_form(
             &state
                 .saml
-                .respond(&sp, request, &user, now, random.as_ref())?,
+                .respond(sp, request, &user, now, random.as_ref())?,
         ),
         Err(SignOnError::NoAccess) => post_form(&state.saml.error_response(
             &request.refusal(ErrorStatus::RequestDenied),
@@ -356,7 +358,9 @@ async fn launch(
         state.saml_registry.get(&entity_id).await?.ok_or_else(|| {
             WebError::not_found("there is no application registered at this address")
         })?;
-    let user = SignedInUser::for_session(&state.ciam, &signed_in.session, &sp).await?;
+    let user =
+        SignedInUser::for_session_access(&state.ciam, &signed_in.session, &signed_in.access, &sp)
+            .await?;
     let message =
         state
             .saml

@@ -1,5 +1,7 @@
 //! The session cookie and the [`SignedIn`] / [`MaybeSignedIn`] extractors.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -8,6 +10,7 @@ use ciam_core::authz::UserPrincipal;
 use ciam_core::identities::Identity;
 use ciam_core::secrets::SecretToken;
 use ciam_core::sessions::{Session, SessionError, StartedSession};
+use ciam_core::store::IdentityAccess;
 
 use crate::state::AppState;
 use crate::web::WebError;
@@ -24,6 +27,8 @@ pub struct SignedIn {
     pub user: UserPrincipal,
     /// The principal to act as.
     pub principal: Principal,
+    /// The records the principal was resolved from, read once per request.
+    pub access: Arc<IdentityAccess>,
 }
 
 impl SignedIn {
@@ -55,6 +60,7 @@ async fn from_cookie(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>
                 token,
                 principal: Principal::User(user.clone()),
                 user,
+                access: valid.access,
             })),
             _ => Ok(None),
         },
