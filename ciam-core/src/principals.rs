@@ -11,7 +11,6 @@ use crate::ids::IdentityId;
 use crate::organizations::OrgKind;
 use crate::store::{IdentityAccess, StoreError};
 
-
 /// Builds principals. Get one from [`crate::Ciam::principals`].
 pub struct Principals<'a> {
     pub(crate) ctx: &'a Context,

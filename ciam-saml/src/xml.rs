@@ -41,19 +41,26 @@ pub(crate) enum DecodeFailure {
 /// Escapes text for an element body or an attribute value.
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => out.push_str("&#13;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' => out.push_str("&#9;"),
-            c => out.push(c),
-        }
+    // Runs of ordinary characters are copied whole (a response's base64 form is one run); the
+    // escaped characters are all ASCII, so cutting at their byte positions keeps UTF-8 whole.
+    let mut run = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let replacement = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            b'\r' => "&#13;",
+            b'\n' => "&#10;",
+            b'\t' => "&#9;",
+            _ => continue,
+        };
+        out.push_str(text.get(run..at).unwrap_or_default());
+        out.push_str(replacement);
+        run = at + 1;
     }
+    out.push_str(text.get(run..).unwrap_or_default());
     out
 }
 
@@ -280,6 +287,19 @@ pub(crate) fn query_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_replaces_markup_and_whitespace_and_keeps_everything_else() {
+        assert_eq!(escape(""), "");
+        assert_eq!(escape("PHNhbWxwOlJlc3BvbnNl+/="), "PHNhbWxwOlJlc3BvbnNl+/=");
+        assert_eq!(
+            escape("a&b<c>d\"e'f\rg\nh\ti"),
+            "a&amp;b&lt;c&gt;d&quot;e&apos;f&#13;g&#10;h&#9;i"
+        );
+        assert_eq!(escape("<Jürgen & Zoë>"), "&lt;Jürgen &amp; Zoë&gt;");
+        assert_eq!(escape("&&"), "&amp;&amp;");
+        assert_eq!(escape("ö"), "ö");
+    }
 
     #[test]
     fn doctype_and_entities_are_refused() {

@@ -229,7 +229,10 @@ impl<'a> Imports<'a> {
         rows: Vec<Result<ImportRow, (u64, String)>>,
         mode: ImportMode,
     ) -> Result<Vec<RowReport>, ImportError> {
-        self.check_chunk(principal, rows, mode).await?.finish().await
+        self.check_chunk(principal, rows, mode)
+            .await?
+            .finish()
+            .await
     }
 
     /// Checks one chunk of rows (at most [`MAX_CHUNK_ROWS`]): parses and validates every row
@@ -413,7 +416,6 @@ impl<'a> Imports<'a> {
         self.roles.insert(key.to_owned(), entry.clone());
         Ok(entry)
     }
-
 }
 
 /// A checked chunk of an import, ready to be written: see [`Imports::check_chunk`].

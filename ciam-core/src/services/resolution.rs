@@ -107,7 +107,11 @@ impl RoleResolution<'_> {
             return Ok(resolved);
         }
         let now = self.ctx.now();
-        for entry in access.memberships.iter().filter(|m| m.membership.is_active()) {
+        for entry in access
+            .memberships
+            .iter()
+            .filter(|m| m.membership.is_active())
+        {
             let Some(org) = &entry.organization else {
                 continue;
             };

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use ciam_core::Principal;
 use ciam_core::ids::{IdentityId, OrganizationId, SessionId};
 use ciam_core::organizations::Organization;
-use ciam_core::store::IdentityAccess;
 use ciam_core::services::RoleResolutionError;
 use ciam_core::sessions::{Session, SessionError};
+use ciam_core::store::IdentityAccess;
 use ciam_core::{Ciam, StoreError};
 
 use super::{IdentityProvider, LogoutRequest, ServiceProvider, SignedInUser};

@@ -45,7 +45,10 @@ async fn the_registry_reads_sp_metadata() {
     assert_eq!(sp.default_name_id_format, NameIdFormat::Persistent);
     let registry = InMemoryServiceProviderRegistry::new();
     registry.put(sp.clone());
-    assert_eq!(registry.get(SP_ENTITY).await.unwrap(), Some(std::sync::Arc::new(sp)));
+    assert_eq!(
+        registry.get(SP_ENTITY).await.unwrap(),
+        Some(std::sync::Arc::new(sp))
+    );
     assert_eq!(registry.list().len(), 1);
     assert!(registry.remove(SP_ENTITY));
     assert_eq!(registry.get(SP_ENTITY).await.unwrap(), None);

@@ -617,7 +617,9 @@ pub(crate) async fn identity_access(store: Arc<dyn Store>) -> Outcome {
     let mut composed = Vec::new();
     for membership in store.memberships_of_identity(ann.id).await? {
         let organization = store.organization(membership.organization).await?;
-        let contracts = store.contracts_of_organization(membership.organization).await?;
+        let contracts = store
+            .contracts_of_organization(membership.organization)
+            .await?;
         composed.push((membership, organization, contracts));
     }
     let read: Vec<_> = access

@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ciam_core::imports::files::{self, Format, ReadRow};
-use ciam_core::imports::{
-    ImportError, ImportMode, PendingChunk, RowError, RowOutcome, RowReport,
-};
+use ciam_core::imports::{ImportError, ImportMode, PendingChunk, RowError, RowOutcome, RowReport};
 use ciam_core::{Ciam, Principal};
 
 /// Rows per chunk handed to the importer (one commit per chunk on the fast path).
@@ -221,7 +219,10 @@ pub async fn run(
         let next = chunks.recv().await;
         let (written, checked) = match (pending.take(), next) {
             (None, None) => break,
-            (None, Some(chunk)) => (None, Some(imports.check_chunk(&principal, chunk, mode).await)),
+            (None, Some(chunk)) => (
+                None,
+                Some(imports.check_chunk(&principal, chunk, mode).await),
+            ),
             (Some(chunk), None) => (Some(PendingChunk::finish(chunk).await), None),
             (Some(chunk), Some(next)) => {
                 let (written, checked) = tokio::join!(

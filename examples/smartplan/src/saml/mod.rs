@@ -253,7 +253,9 @@ async fn sign_on(
         }
         None => return Err(WebError::sign_in_required(resume)),
     };
-    match SignedInUser::for_session_access(&state.ciam, &signed_in.session, &signed_in.access, sp).await {
+    match SignedInUser::for_session_access(&state.ciam, &signed_in.session, &signed_in.access, sp)
+        .await
+    {
         Ok(user) => post_form(
             &state
                 .saml
