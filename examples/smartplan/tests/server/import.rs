@@ -266,6 +266,75 @@ async fn more_rows_than_a_chunk_are_imported_in_several_commits() {
     assert_eq!(report(&file).len(), total);
 }
 
+/// Chunk n + 1 is checked while chunk n is written: people repeated in a later chunk are
+/// still found (unchanged, not created twice), a bad row in the middle changes nothing, and
+/// the report keeps the file's order.
+#[tokio::test]
+async fn people_repeated_in_later_chunks_are_found_while_chunks_overlap() {
+    let app = support::build(sqlite_app()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("email,given_name,family_name,organization\n");
+    let first = import::CHUNK_ROWS;
+    let mut expected = Vec::new();
+    for n in 0..first {
+        text.push_str(&format!(
+            "person{n}@citygroup.example,Person,Number {n},{CITY_GROUP_ACCOUNT}\n"
+        ));
+        expected.push("created");
+    }
+    // The second chunk starts with people of the first, then a bad row, then new people.
+    for n in 0..5 {
+        text.push_str(&format!(
+            "PERSON{n}@citygroup.example,Person,Number {n},{CITY_GROUP_ACCOUNT}\n"
+        ));
+        expected.push("unchanged");
+    }
+    text.push_str(&format!("not-an-email,Bad,Row,{CITY_GROUP_ACCOUNT}\n"));
+    expected.push("rejected");
+    for n in first..first + first / 2 {
+        text.push_str(&format!(
+            "person{n}@citygroup.example,Person,Number {n},{CITY_GROUP_ACCOUNT}\n"
+        ));
+        expected.push("created");
+    }
+    // The third chunk repeats one person of each earlier chunk.
+    for n in [3, first + 7] {
+        text.push_str(&format!(
+            "person{n}@citygroup.example,Person,Number {n},{CITY_GROUP_ACCOUNT}\n"
+        ));
+        expected.push("unchanged");
+    }
+    let file = write(dir.path(), "overlap.csv", &text);
+    let summary = import::run(&app.state.ciam, &args(&file, false), &mut Vec::new())
+        .await
+        .unwrap();
+    let created = (first + first / 2) as u64;
+    assert_eq!(
+        summary,
+        ImportSummary {
+            rows: expected.len() as u64,
+            created,
+            unchanged: 7,
+            rejected: 1,
+            ..ImportSummary::default()
+        }
+    );
+    let rows = report(&file);
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .map(|(_, _, outcome, _)| outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, expected);
+    let lines: Vec<u64> = rows
+        .iter()
+        .map(|(line, ..)| line.parse().unwrap())
+        .collect();
+    assert!(
+        lines.windows(2).all(|pair| pair[0] < pair[1]),
+        "report out of file order"
+    );
+}
+
 /// The binary, configured by `SMARTPLAN_*` variables, on a SQLite file seeded with the cast.
 #[tokio::test]
 async fn the_binary_imports_a_file_into_the_configured_database() {
