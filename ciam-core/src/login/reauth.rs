@@ -8,12 +8,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::ciam::Context;
 use crate::credentials::{Password, Verification};
 use crate::login::flow::{password_credential, start_session};
 use crate::login::throttle::{self, FailedStep};
 use crate::login::{Login, LoginError};
 use crate::secrets::SecretToken;
-use crate::sessions::{AuthMethod, RevocationReason, Session, Sessions, StartedSession};
+use crate::sessions::{
+    AuthMethod, RevocationReason, Session, Sessions, StartedSession, ValidSession,
+};
 use crate::store::ChangeSet;
 
 /// Whether `session` was authenticated within `window` before `now`.
@@ -35,39 +38,17 @@ impl Login<'_> {
         source: Option<&str>,
     ) -> Result<StartedSession, LoginError> {
         let ctx = self.ctx;
-        let valid = Sessions { ctx }.validate(session).await?;
+        let (valid, now) = check_current_password(
+            ctx,
+            session,
+            password,
+            source,
+            LoginError::FactorUnavailable,
+        )
+        .await?;
         let identity_id = valid.session.identity;
-        let identity = ctx
-            .store
-            .identity(identity_id)
-            .await?
-            .ok_or(LoginError::AccountUnavailable)?;
-        let now = ctx.now();
-        let email = identity.email.as_str().to_owned();
-        if let Some((scope, retry_after)) = throttle::locked(ctx, &email, source, now).await? {
-            return Err(LoginError::Throttled { scope, retry_after });
-        }
-        let Some((_, stored)) = password_credential(ctx, identity_id).await? else {
-            return Err(LoginError::FactorUnavailable);
-        };
-        if ctx
-            .hasher
-            .verify(password, &stored, ctx.random.as_ref())
-            .await?
-            == Verification::Mismatch
-        {
-            throttle::record_failure(
-                ctx,
-                &email,
-                Some(identity_id),
-                source,
-                FailedStep::CurrentPassword,
-                now,
-            )
-            .await?;
-            return Err(LoginError::InvalidCredentials);
-        }
-        throttle::record_success(ctx, &email).await?;
+        let email = valid.access.identity.email.as_str();
+        throttle::record_success(ctx, email).await?;
         let mut methods = valid.session.methods.clone();
         if !methods.contains(&AuthMethod::Pwd) {
             methods.push(AuthMethod::Pwd);
@@ -81,4 +62,46 @@ impl Login<'_> {
         ctx.store.commit(changes).await?;
         Ok(started)
     }
+}
+
+/// Checks the current password of the person holding `session` before a sensitive change
+/// (re-authentication, password change): throttled like a sign-in, and a wrong password
+/// counts for the account and `source` (audited as `SignInFailed { step: current_password }`).
+/// `no_password` is the error for a person without a password. Returns the checked session
+/// (with the person's records) and the instant of the check.
+pub(crate) async fn check_current_password(
+    ctx: &Context,
+    session: &SecretToken,
+    password: &Password,
+    source: Option<&str>,
+    no_password: LoginError,
+) -> Result<(ValidSession, DateTime<Utc>), LoginError> {
+    let valid = Sessions { ctx }.validate(session).await?;
+    let identity_id = valid.session.identity;
+    let now = ctx.now();
+    let email = valid.access.identity.email.as_str();
+    if let Some((scope, retry_after)) = throttle::locked(ctx, email, source, now).await? {
+        return Err(LoginError::Throttled { scope, retry_after });
+    }
+    let Some((_, stored)) = password_credential(ctx, identity_id).await? else {
+        return Err(no_password);
+    };
+    if ctx
+        .hasher
+        .verify(password, &stored, ctx.random.as_ref())
+        .await?
+        == Verification::Mismatch
+    {
+        throttle::record_failure(
+            ctx,
+            email,
+            Some(identity_id),
+            source,
+            FailedStep::CurrentPassword,
+            now,
+        )
+        .await?;
+        return Err(LoginError::InvalidCredentials);
+    }
+    Ok((valid, now))
 }

@@ -8,14 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::authz::{Action, Actor, Principal, Target, authorize};
 use crate::ciam::Context;
 use crate::contact::EmailAddress;
-use crate::credentials::{self, Credential, CredentialKind, Password, Purpose, Verification};
+use crate::credentials::{self, Credential, CredentialKind, Password, Purpose};
 use crate::delivery::{EmailMessage, MessagePurpose};
 use crate::events::EventKind;
 use crate::identities::MembershipStatus;
 use crate::ids::{CredentialId, IdentityId};
 use crate::login::attempt::{AttemptState, Goal, Stage};
 use crate::login::flow::{after_first_factor, open, password_credential, random_id, seal};
-use crate::login::throttle::{self, FailedStep};
+use crate::login::reauth::check_current_password;
+use crate::login::throttle;
 use crate::login::{AttemptToken, Login, LoginError, LoginStep};
 use crate::secrets::SecretToken;
 use crate::sessions::{AuthMethod, RevocationReason, Session, Sessions, revoke_sessions_of};
@@ -210,39 +211,12 @@ impl Login<'_> {
         new_password: &Password,
     ) -> Result<usize, LoginError> {
         let ctx = self.ctx;
-        let valid = Sessions { ctx }.validate(session).await?;
+        let (valid, now) =
+            check_current_password(ctx, session, current, None, LoginError::InvalidCredentials)
+                .await?;
         let identity_id = valid.session.identity;
-        let identity = ctx
-            .store
-            .identity(identity_id)
-            .await?
-            .ok_or(LoginError::InvalidCredentials)?;
-        let now = ctx.now();
-        let email = identity.email.as_str().to_owned();
-        if let Some((scope, retry_after)) = throttle::locked(ctx, &email, None, now).await? {
-            return Err(LoginError::Throttled { scope, retry_after });
-        }
-        let Some((_, stored)) = password_credential(ctx, identity_id).await? else {
-            return Err(LoginError::InvalidCredentials);
-        };
-        if ctx
-            .hasher
-            .verify(current, &stored, ctx.random.as_ref())
-            .await?
-            == Verification::Mismatch
-        {
-            throttle::record_failure(
-                ctx,
-                &email,
-                Some(identity_id),
-                None,
-                FailedStep::CurrentPassword,
-                now,
-            )
-            .await?;
-            return Err(LoginError::InvalidCredentials);
-        }
-        let about = credentials::context_of(ctx, &identity).await?;
+        let identity = &valid.access.identity;
+        let about = credentials::context_of(ctx, identity).await?;
         credentials::screen_new_password(ctx, new_password, &about).await?;
         let hash = ctx.hasher.hash(new_password, ctx.random.as_ref()).await?;
         let actor = Actor::Identity(identity_id);
