@@ -421,3 +421,125 @@ async fn step_up_replaces_the_session() {
     assert!(ciam.sessions().validate(&stepped.token).await.is_ok());
     let _ = Principal::System;
 }
+
+#[tokio::test]
+async fn a_phone_set_up_inside_a_sign_in_is_verified_by_its_code_and_completes_it() {
+    let world = World::new().await;
+    let (_, jeremy, jeremy_id) = city_with_jeremy(&world, true).await;
+    world
+        .ciam
+        .profile()
+        .remove_phone(&jeremy, jeremy_id)
+        .await
+        .unwrap();
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let LoginStep::EnrolSecondFactor { attempt: enrol } =
+        with_password(&ciam, JEREMY, &password()).await.unwrap()
+    else {
+        panic!("expected the enrolment step")
+    };
+    // Nothing to confirm before a code was sent; a malformed number sends nothing.
+    assert!(matches!(
+        login
+            .enrolment_confirm_phone(&enrol, &OneTimeCode::from_presented("123456"))
+            .await,
+        Err(LoginError::WrongStep)
+    ));
+    let sent_before = world.sms.messages().len();
+    assert!(matches!(
+        login.enrolment_phone(&enrol, "040 765 4321").await,
+        Err(LoginError::Invalid(_))
+    ));
+    assert_eq!(world.sms.messages().len(), sent_before);
+
+    let phone = "+358407654321";
+    let sent = attempt(
+        login
+            .enrolment_phone(&enrol, "+358 40 765 4321")
+            .await
+            .unwrap(),
+    );
+    let code = world.sms_code(phone);
+    assert!(matches!(
+        login
+            .enrolment_confirm_phone(&sent, &OneTimeCode::from_presented("000000"))
+            .await,
+        Err(LoginError::WrongCode)
+    ));
+    let person = world.store.identity(jeremy_id).await.unwrap().unwrap();
+    assert!(person.phone.is_none(), "nothing is stored before the code");
+    let started = signed_in(login.enrolment_confirm_phone(&sent, &code).await.unwrap());
+    assert_eq!(
+        started.session.methods,
+        vec![AuthMethod::Pwd, AuthMethod::Sms]
+    );
+    let person = world.store.identity(jeremy_id).await.unwrap().unwrap();
+    assert_eq!(person.phone.map(|p| p.to_string()).as_deref(), Some(phone));
+    assert!(person.phone_verified);
+    // One session per attempt.
+    assert!(matches!(
+        login.enrolment_confirm_phone(&sent, &code).await,
+        Err(LoginError::AttemptExpired)
+    ));
+    let events = world.events().await;
+    assert!(events.iter().any(|e| matches!(
+        e.kind,
+        EventKind::SecondFactorEnrolled {
+            method: AuthMethod::Sms,
+            ..
+        }
+    )));
+    // From now on the phone is the SMS step.
+    let LoginStep::SecondFactor { options, .. } =
+        with_password(&ciam, JEREMY, &password()).await.unwrap()
+    else {
+        panic!("expected the second factor")
+    };
+    assert_eq!(options, vec![SecondFactor::Sms]);
+}
+
+#[tokio::test]
+async fn accepting_an_invitation_with_a_password_is_the_first_factor_of_a_sign_in() {
+    let world = World::new().await;
+    let (city, _, _) = city_with_jeremy(&world, true).await;
+    let ciam = auth_ciam(&world, None);
+    let email = "ann.example@citygroup.example";
+    ciam.invitations()
+        .invite(
+            &world.scott,
+            city.id,
+            InvitationRequest {
+                email: email.into(),
+                ..InvitationRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (accepted, step) = ciam
+        .login()
+        .accept_invitation(
+            &world.invitation_token(email),
+            ciam_core::invitations::Acceptance {
+                given_name: Some("Ann".into()),
+                family_name: Some("Example".into()),
+                password: Some(password()),
+            },
+            Some("198.51.100.9"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(step, Some(LoginStep::EnrolSecondFactor { .. })),
+        "{step:?}"
+    );
+    assert!(
+        world
+            .store
+            .sessions_of_identity(accepted.identity.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no session before the second factor"
+    );
+}

@@ -20,7 +20,7 @@ pub use sealing::{SealError, SecretKey};
 pub use breached::{BreachError, BreachedPasswords, PwnedPasswordsFile};
 pub use context_words::{MIN_CONTEXT_WORD_LEN, PasswordContext};
 pub use passwords::{
-    BreachCheckFailure, Password, PasswordError, PasswordHashString, PasswordHasher,
+    BreachCheckFailure, HashingWork, Password, PasswordError, PasswordHashString, PasswordHasher,
     PasswordParams, PasswordPolicy, Verification,
 };
 

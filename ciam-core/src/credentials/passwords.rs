@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -235,11 +236,50 @@ pub enum Verification {
     MatchRehashed(PasswordHashString),
 }
 
+/// The password work a [`PasswordHasher`] (and its clones) has done since it was made: what
+/// each operation costs, counted rather than timed. Sign-in proves with it that an unknown
+/// email costs the same work as a wrong password (one argon2id verification at the current
+/// parameters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashingWork {
+    /// New argon2id hashes computed with the current parameters (new passwords, upgrades of
+    /// outdated hashes, the dummy hash).
+    pub hashes: u64,
+    /// Verifications against argon2id hashes with the current parameters.
+    pub current_verifications: u64,
+    /// Verifications against any other hash (imported bcrypt or PBKDF2, argon2 with other
+    /// parameters).
+    pub other_verifications: u64,
+}
+
+impl HashingWork {
+    /// The work done between `earlier` and `self`.
+    pub fn since(&self, earlier: &HashingWork) -> HashingWork {
+        HashingWork {
+            hashes: self.hashes.saturating_sub(earlier.hashes),
+            current_verifications: self
+                .current_verifications
+                .saturating_sub(earlier.current_verifications),
+            other_verifications: self
+                .other_verifications
+                .saturating_sub(earlier.other_verifications),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct WorkCounters {
+    hashes: AtomicU64,
+    current_verifications: AtomicU64,
+    other_verifications: AtomicU64,
+}
+
 /// Hashes and verifies passwords on the blocking pool, at most one hash per core at a time.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: PasswordParams,
     permits: Arc<Semaphore>,
+    work: Arc<WorkCounters>,
     /// Counts the hashes running at once (tests only).
     #[cfg(test)]
     gauge: Arc<tests::Gauge>,
@@ -265,6 +305,7 @@ impl PasswordHasher {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(permits.max(1))),
+            work: Arc::default(),
             #[cfg(test)]
             gauge: Arc::default(),
         })
@@ -273,6 +314,15 @@ impl PasswordHasher {
     /// The current parameters.
     pub fn params(&self) -> PasswordParams {
         self.params
+    }
+
+    /// The work done so far by this hasher and its clones.
+    pub fn work(&self) -> HashingWork {
+        HashingWork {
+            hashes: self.work.hashes.load(Ordering::Relaxed),
+            current_verifications: self.work.current_verifications.load(Ordering::Relaxed),
+            other_verifications: self.work.other_verifications.load(Ordering::Relaxed),
+        }
     }
 
     /// Hashes a password with a fresh random salt.
@@ -286,8 +336,10 @@ impl PasswordHasher {
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| PasswordError::Unavailable)?;
         let params = self.params;
         let password = password.clone();
+        let work = self.work.clone();
         self.run(move || {
             let argon2 = argon2_for(params)?;
+            work.hashes.fetch_add(1, Ordering::Relaxed);
             hash_with_buffer(&argon2, password.expose(), &salt)
         })
         .await
@@ -306,16 +358,19 @@ impl PasswordHasher {
         let params = self.params;
         let password = password.clone();
         let stored = stored.clone();
+        let work = self.work.clone();
         self.run(move || {
             let argon2 = argon2_for(params)?;
             let current = match legacy::algorithm_of(stored.as_str()) {
                 Some(legacy::Algorithm::Bcrypt) => {
+                    work.other_verifications.fetch_add(1, Ordering::Relaxed);
                     if !legacy::verify_bcrypt(password.expose(), stored.as_str()) {
                         return Ok(Verification::Mismatch);
                     }
                     false
                 }
                 Some(legacy::Algorithm::Pbkdf2Sha256) => {
+                    work.other_verifications.fetch_add(1, Ordering::Relaxed);
                     if !legacy::verify_pbkdf2(password.expose(), stored.as_str()) {
                         return Ok(Verification::Mismatch);
                     }
@@ -325,6 +380,11 @@ impl PasswordHasher {
                     let parsed = PasswordHash::new(stored.as_str())
                         .map_err(|_| PasswordError::MalformedHash)?;
                     let current = is_current(&parsed, params);
+                    let counter = match current {
+                        true => &work.current_verifications,
+                        false => &work.other_verifications,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                     let matched = match current {
                         // The common case: reuse this thread's memory buffer.
                         true => verify_with_buffer(&argon2, params, password.expose(), &parsed),
@@ -346,6 +406,7 @@ impl PasswordHasher {
             if current {
                 return Ok(Verification::Match);
             }
+            work.hashes.fetch_add(1, Ordering::Relaxed);
             hash_with_buffer(&argon2, password.expose(), &salt).map(Verification::MatchRehashed)
         })
         .await

@@ -10,6 +10,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::contact::PhoneNumber;
 use crate::credentials::Purpose;
 use crate::ids::{IdentityId, OrganizationId, SessionId};
 use crate::sessions::AuthMethod;
@@ -64,6 +65,14 @@ pub(crate) struct SmsChallenge {
     pub(crate) expires_at: DateTime<Utc>,
 }
 
+/// A phone being set up as the second factor inside an attempt: the number (verified only
+/// when the code sent to it comes back) and the code's challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PhoneChallenge {
+    pub(crate) phone: PhoneNumber,
+    pub(crate) sms: SmsChallenge,
+}
+
 /// Where the attempt stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "stage")]
@@ -102,11 +111,14 @@ pub(crate) enum Stage {
         sms: Option<SmsChallenge>,
     },
     /// First factor proven; a second factor is required and the person has none: they set up
-    /// an authenticator app before the attempt completes.
+    /// an authenticator app, or verify a phone, before the attempt completes.
     EnrolSecondFactor {
         identity: IdentityId,
         methods: Vec<AuthMethod>,
         goal: Goal,
+        /// The phone being verified and the code sent to it, once one was asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone: Option<PhoneChallenge>,
     },
     /// Reset link (and second factor, when needed) proven; a new password is next.
     NewPassword {

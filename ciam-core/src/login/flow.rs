@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 
-use crate::authz::Actor;
+use crate::authz::{Actor, Principal};
 use crate::ciam::Context;
-use crate::contact::EmailAddress;
+use crate::contact::{EmailAddress, PhoneNumber};
 use crate::credentials::{
     Credential, CredentialKind, Password, PasswordHashString, Purpose, Verification,
 };
@@ -13,12 +13,13 @@ use crate::delivery::{MessagePurpose, SmsMessage};
 use crate::events::EventKind;
 use crate::identities::{Identity, MembershipStatus};
 use crate::ids::IdentityId;
+use crate::invitations::{Acceptance, AcceptedInvitation, Invitations};
 use crate::login::attempt::{AttemptState, Goal, SmsChallenge, Stage, wrap};
 use crate::login::federated;
 use crate::login::throttle::{self, FailedStep};
 use crate::login::{AttemptToken, Login, LoginError, LoginStep, MfaRequirement, SecondFactor};
 use crate::organizations::OrgKind;
-use crate::secrets::OneTimeCode;
+use crate::secrets::{OneTimeCode, SecretToken};
 use crate::sessions::{AuthMethod, RevocationReason, Session, StartedSession};
 use crate::store::{ChangeSet, StoreErrorKind};
 
@@ -186,28 +187,10 @@ impl Login<'_> {
             _ => return Err(LoginError::FactorUnavailable),
         };
         let policy = &ctx.policy.login;
-        let max_sends = policy.sms_resends.saturating_add(1);
-        if ctx.store.counter(&state.key("sms-sent"), now).await? >= max_sends {
-            return Err(LoginError::ResendLimit);
-        }
-        let gap_until = now + policy.sms_resend_interval;
-        if !ctx
-            .store
-            .consume_once(&state.key("sms-gap"), now, gap_until)
-            .await?
-        {
-            return Err(LoginError::ResendTooSoon);
-        }
-        let send = ctx
-            .store
-            .increment_counter(&state.key("sms-sent"), now, state.expires_at)
-            .await?;
-        if send > max_sends {
-            return Err(LoginError::ResendLimit);
-        }
+        let (send, gap_until) = sms_send_slot(ctx, &state, now).await?;
         let code = OneTimeCode::generate(ctx.random.as_ref());
         let expires_at = (now + policy.sms_code_lifetime).min(state.expires_at);
-        let mac = code_mac(ctx, &state.id, send, &code);
+        let mac = code_mac(ctx, &state.id, send, &code, None);
         if let Stage::SecondFactor { sms, .. } = &mut state.stage {
             *sms = Some(SmsChallenge {
                 mac,
@@ -262,7 +245,7 @@ impl Login<'_> {
         if ctx.store.counter(&state.key("sms-sent"), now).await? != challenge.send {
             return Err(LoginError::CodeExpired);
         }
-        let expected = code_mac(ctx, &state.id, challenge.send, code);
+        let expected = code_mac(ctx, &state.id, challenge.send, code, None);
         if !bool::from(expected.as_bytes().ct_eq(challenge.mac.as_bytes())) {
             return Err(
                 second_factor_failed(ctx, &state, *identity, FailedStep::SmsCode, now).await,
@@ -271,6 +254,51 @@ impl Login<'_> {
         let mut methods = methods.clone();
         methods.push(AuthMethod::Sms);
         complete(ctx, &state, *identity, methods, goal.clone()).await
+    }
+}
+
+impl Login<'_> {
+    /// Accepts an invitation (anonymously: the link is the proof) and, when the acceptance sets
+    /// a new password, signs the person in with it as the first factor: [`LoginStep::SignedIn`]
+    /// when no second factor is required; [`LoginStep::EnrolSecondFactor`] when one is and they
+    /// have none (no session exists until it is set up: the organization's policy and the
+    /// deployment's [`MfaRequirement`] hold from the first session on);
+    /// [`LoginStep::SecondFactor`] when they have one. Without a new password (the account
+    /// exists and keeps its own) the step is `None`: the link proves the email, not the
+    /// account's password or second factor, so that person signs in as usual. `source` is the
+    /// client's address.
+    pub async fn accept_invitation(
+        &self,
+        token: &SecretToken,
+        acceptance: Acceptance,
+        source: Option<&str>,
+    ) -> Result<(AcceptedInvitation, Option<LoginStep>), LoginError> {
+        let ctx = self.ctx;
+        let with_password = acceptance.password.is_some();
+        let accepted = Invitations { ctx }
+            .accept(&Principal::Anonymous, token, acceptance)
+            .await?;
+        if !with_password {
+            return Ok((accepted, None));
+        }
+        let now = ctx.now();
+        let email = accepted.identity.email.as_str().to_owned();
+        let state = AttemptState {
+            id: random_id(ctx),
+            expires_at: now + ctx.policy.login.attempt_lifetime,
+            source: source.map(str::to_owned),
+            email: email.clone(),
+            stage: Stage::Password { email },
+        };
+        let step = after_first_factor(
+            ctx,
+            state,
+            &accepted.identity,
+            vec![AuthMethod::Pwd],
+            Goal::SignIn,
+        )
+        .await?;
+        Ok((accepted, Some(step)))
     }
 }
 
@@ -295,24 +323,14 @@ pub(crate) async fn after_first_factor(
             identity: identity.id,
             methods,
             goal,
+            phone: None,
         };
         return Ok(LoginStep::EnrolSecondFactor {
             attempt: seal(ctx, &state)?,
         });
     }
     let phone_hint = if options.contains(&SecondFactor::Sms) {
-        identity.phone.as_ref().map(|phone| {
-            let digits = phone.as_str();
-            let tail: String = digits
-                .chars()
-                .rev()
-                .take(2)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!("…{tail}")
-        })
+        identity.phone.as_ref().map(phone_hint)
     } else {
         None
     };
@@ -520,15 +538,66 @@ pub(crate) fn random_id(ctx: &Context) -> String {
     hex::encode(bytes)
 }
 
-fn code_mac(ctx: &Context, attempt: &str, send: u32, code: &OneTimeCode) -> String {
-    ctx.auth.sealer.mac(
-        Purpose::CodeMac,
-        &[
-            attempt.as_bytes(),
-            &send.to_be_bytes(),
-            code.expose().as_bytes(),
-        ],
-    )
+/// The MAC of an SMS code of an attempt (never the code itself): bound to the attempt, to
+/// which send it was and, for a phone being set up, to that phone.
+pub(crate) fn code_mac(
+    ctx: &Context,
+    attempt: &str,
+    send: u32,
+    code: &OneTimeCode,
+    phone: Option<&PhoneNumber>,
+) -> String {
+    let send = send.to_be_bytes();
+    let mut parts: Vec<&[u8]> = vec![attempt.as_bytes(), &send, code.expose().as_bytes()];
+    if let Some(phone) = phone {
+        parts.push(b"phone");
+        parts.push(phone.as_str().as_bytes());
+    }
+    ctx.auth.sealer.mac(Purpose::CodeMac, &parts)
+}
+
+/// Claims the next SMS send of an attempt: at most `sms_resends + 1` per attempt, one per
+/// `sms_resend_interval`. Returns which send it is and when the next may be asked for.
+pub(crate) async fn sms_send_slot(
+    ctx: &Context,
+    state: &AttemptState,
+    now: DateTime<Utc>,
+) -> Result<(u32, DateTime<Utc>), LoginError> {
+    let policy = &ctx.policy.login;
+    let max_sends = policy.sms_resends.saturating_add(1);
+    if ctx.store.counter(&state.key("sms-sent"), now).await? >= max_sends {
+        return Err(LoginError::ResendLimit);
+    }
+    let gap_until = now + policy.sms_resend_interval;
+    if !ctx
+        .store
+        .consume_once(&state.key("sms-gap"), now, gap_until)
+        .await?
+    {
+        return Err(LoginError::ResendTooSoon);
+    }
+    let send = ctx
+        .store
+        .increment_counter(&state.key("sms-sent"), now, state.expires_at)
+        .await?;
+    if send > max_sends {
+        return Err(LoginError::ResendLimit);
+    }
+    Ok((send, gap_until))
+}
+
+/// "…67": the last two digits of a phone number, to show which phone a code goes to.
+pub(crate) fn phone_hint(phone: &PhoneNumber) -> String {
+    let digits = phone.as_str();
+    let tail: String = digits
+        .chars()
+        .rev()
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
 }
 
 /// The password credential of an identity, with its hash.

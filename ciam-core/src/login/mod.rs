@@ -174,8 +174,9 @@ pub enum LoginStep {
         provider: String,
     },
     /// A second factor is required and the person has none: set up an authenticator app
-    /// ([`Login::enrolment_totp`], then [`Login::enrolment_confirm`]) to go on. No session
-    /// exists until then.
+    /// ([`Login::enrolment_totp`], then [`Login::enrolment_confirm`]) or verify a mobile phone
+    /// ([`Login::enrolment_phone`], then [`Login::enrolment_confirm_phone`]) to go on. No
+    /// session exists until then.
     EnrolSecondFactor {
         /// The attempt.
         attempt: AttemptToken,
@@ -231,6 +232,9 @@ pub enum LoginError {
     /// The organization requires a second factor and the person has none.
     #[error("a second factor is required; set up a verified phone or an authenticator app")]
     SecondFactorRequired,
+    /// Bad input, such as a phone number that is not in E.164 form.
+    #[error(transparent)]
+    Invalid(#[from] crate::contact::ValidationError),
     /// The reset link is invalid, expired or already used.
     #[error("the password reset link is invalid or has expired")]
     InvalidResetLink,

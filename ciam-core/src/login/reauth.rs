@@ -5,14 +5,24 @@
 //! the window was not authenticated recently. Re-authenticating with the password starts a
 //! new session (new token, the old one ended), like a step-up; a wrong password counts toward
 //! the account's throttle exactly like one at sign-in.
+//!
+//! A person without a password (signed in through a company login or Google) who has a second
+//! factor (an authenticator app, a verified phone) re-authenticates with that factor instead
+//! ([`Login::reauthenticate_by_second_factor`]): the answer is the usual second-factor step,
+//! whose success starts a new session replacing the old one. Wrong codes count toward the
+//! attempt's tries and the account's and source's throttle, and a throttled account cannot
+//! start one, as with the password. A person with a password confirms with it.
 
 use chrono::{DateTime, Duration, Utc};
 
 use crate::ciam::Context;
 use crate::credentials::{Password, Verification};
-use crate::login::flow::{password_credential, start_session};
+use crate::login::attempt::{AttemptState, Goal, Stage};
+use crate::login::flow::{
+    password_credential, phone_hint, random_id, seal, second_factor_options, start_session,
+};
 use crate::login::throttle::{self, FailedStep};
-use crate::login::{Login, LoginError};
+use crate::login::{Login, LoginError, LoginStep, SecondFactor};
 use crate::secrets::SecretToken;
 use crate::sessions::{
     AuthMethod, RevocationReason, Session, Sessions, StartedSession, ValidSession,
@@ -61,6 +71,64 @@ impl Login<'_> {
         });
         ctx.store.commit(changes).await?;
         Ok(started)
+    }
+}
+
+impl Login<'_> {
+    /// Re-authentication by the second factor, for a person without a password who has one:
+    /// the answer is [`LoginStep::SecondFactor`] (their factors, the phone hint); the factor's
+    /// success ([`Login::verify_totp`], [`Login::send_sms_code`] and
+    /// [`Login::verify_sms_code`], [`Login::verify_recovery_code`]) gives a new session that
+    /// replaces `session`, with the factor added to its methods and its start now. Wrong codes
+    /// are throttled and audited as at sign-in (`SignInFailed`), and a throttled account or
+    /// source gets [`LoginError::Throttled`] here. A person with a password gets
+    /// [`LoginError::WrongStep`] (they confirm with it, [`Login::reauthenticate`]); one without
+    /// any second factor gets [`LoginError::FactorUnavailable`] (they sign in again at their
+    /// identity provider).
+    pub async fn reauthenticate_by_second_factor(
+        &self,
+        session: &SecretToken,
+        source: Option<&str>,
+    ) -> Result<LoginStep, LoginError> {
+        let ctx = self.ctx;
+        let valid = Sessions { ctx }.validate(session).await?;
+        let now = ctx.now();
+        let identity = &valid.access.identity;
+        let email = identity.email.as_str();
+        if let Some((scope, retry_after)) = throttle::locked(ctx, email, source, now).await? {
+            return Err(LoginError::Throttled { scope, retry_after });
+        }
+        if password_credential(ctx, identity.id).await?.is_some() {
+            return Err(LoginError::WrongStep);
+        }
+        let (_, options) = second_factor_options(ctx, identity).await?;
+        if options.is_empty() {
+            return Err(LoginError::FactorUnavailable);
+        }
+        let phone_hint = if options.contains(&SecondFactor::Sms) {
+            identity.phone.as_ref().map(phone_hint)
+        } else {
+            None
+        };
+        let state = AttemptState {
+            id: random_id(ctx),
+            expires_at: now + ctx.policy.login.attempt_lifetime,
+            source: source.map(str::to_owned),
+            email: email.to_owned(),
+            stage: Stage::SecondFactor {
+                identity: identity.id,
+                methods: valid.session.methods.clone(),
+                goal: Goal::StepUp {
+                    session: valid.session.id,
+                },
+                sms: None,
+            },
+        };
+        Ok(LoginStep::SecondFactor {
+            attempt: seal(ctx, &state)?,
+            options,
+            phone_hint,
+        })
     }
 }
 

@@ -25,8 +25,8 @@ async function latestMailCode(ctx, email) {
 
 /**
  * Accepts the invitation whose mail is open (the page is on the message): follows the link,
- * sets the name and a password, and submits. The page ends on /account, or on /account/phone
- * when the organization requires a second factor.
+ * sets the name and a password, and submits. The page ends on /account, or on the sign-in's
+ * enrolment step (/signin/enrol, no session yet) when the organization requires a second factor.
  */
 export async function acceptInvitation(ctx, { givenName, familyName, password }) {
   const { page } = ctx;
@@ -40,19 +40,25 @@ export async function acceptInvitation(ctx, { givenName, familyName, password })
   await page.evaluate(() => window.scrollTo(0, 0));
   await ctx.shot(page, 'invitation-acceptance');
   await page.getByRole('button', { name: 'Accept and join' }).click();
-  await page.waitForURL((url) => url.pathname === '/account' || url.pathname === '/account/phone');
+  await page.waitForURL((url) => url.pathname === '/account' || url.pathname === '/signin/enrol');
   if (new URL(page.url()).pathname === '/account') {
     await ctx.shot(page, 'account');
   }
 }
 
 /**
- * Adds and verifies the mobile phone `phone` (E.164) on /account/phone, the SMS code read from
- * /dev/sms; then looks at the authenticator-app page. The page ends on /account.
+ * Sets up the mobile phone `phone` (E.164), the SMS code read from /dev/sms: at the sign-in's
+ * enrolment step when the page is there (the organization requires a second factor: the code
+ * also finishes signing in), else on /account/phone. Then looks at the authenticator-app page.
+ * The page ends on /account.
  */
 export async function enrollPhone(ctx, phone) {
   const { page } = ctx;
-  if (new URL(page.url()).pathname !== '/account/phone') {
+  const atSignIn = new URL(page.url()).pathname === '/signin/enrol';
+  if (atSignIn) {
+    await page.getByRole('link', { name: 'Use your mobile phone instead' }).click();
+    await page.waitForURL((url) => url.pathname === '/signin/enrol/phone');
+  } else if (new URL(page.url()).pathname !== '/account/phone') {
     await page.goto('/account/phone');
   }
   await page.getByLabel('Mobile number').fill(phone);
@@ -61,7 +67,7 @@ export async function enrollPhone(ctx, phone) {
   await page.getByLabel('Code sent by SMS').waitFor();
   const code = await latestSmsCode(ctx, phone);
   await page.getByLabel('Code sent by SMS').fill(code);
-  await page.getByRole('button', { name: 'Confirm the number' }).click();
+  await page.getByRole('button', { name: atSignIn ? 'Confirm and sign in' : 'Confirm the number' }).click();
   await page.waitForURL((url) => url.pathname === '/account');
   await page.getByText('is verified').waitFor();
   await ctx.shot(page, 'account');

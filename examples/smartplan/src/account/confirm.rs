@@ -6,12 +6,14 @@
 //! sign-in) and is sent back to the page. The password change itself asks for the current
 //! password, which is the same proof.
 //!
-//! A person without a password (signed in through their organization's IdP or Google) is
-//! asked to sign in again there: their proof of identity is the IdP's login, with the IdP's own
-//! rules (its MFA, its account state); our second factor alone would be weaker, and a federated
-//! session that an IdP has ended elsewhere should not authorize a change. `POST
-//! /account/confirm/again` ends the session and sends them through `/signin?next=PAGE`; the
-//! fresh session counts as recent.
+//! A person without a password (signed in through their organization's IdP or Google) signs
+//! in again there: `POST /account/confirm/again` ends the session and sends them through
+//! `/signin?next=PAGE`; the fresh session counts as recent. When they have a second factor
+//! here (an authenticator app, a verified phone) they may confirm with it instead: `POST
+//! /account/confirm/second-factor` (ciam-core's `Login::reauthenticate_by_second_factor`) leads
+//! to the sign-in's code pages (`/signin/totp`, `/signin/sms`, `/signin/recovery`), whose
+//! success replaces the session with a new one and comes back to the page; wrong codes are
+//! throttled and audited as at sign-in.
 
 use askama::Template;
 use axum::extract::State;
@@ -32,6 +34,8 @@ use crate::web::{self, ClientAddr, FieldErrors, Form, Page, PageContext, SignedI
 struct ConfirmPage {
     page: Page,
     has_password: bool,
+    /// Whether the person (without a password) has a second factor to confirm with.
+    has_second_factor: bool,
     minutes: i64,
     next: String,
     errors: FieldErrors,
@@ -87,6 +91,14 @@ async fn has_password(state: &AppState, me: &SignedIn) -> Result<bool, WebError>
         .any(|credential| matches!(credential.kind, CredentialKind::Password { .. })))
 }
 
+async fn has_second_factor(state: &AppState, me: &SignedIn) -> Result<bool, WebError> {
+    Ok(
+        !crate::account::rules::second_factors(state, &me.access.identity)
+            .await?
+            .is_empty(),
+    )
+}
+
 async fn page_with(
     state: &AppState,
     ctx: &PageContext,
@@ -95,9 +107,11 @@ async fn page_with(
     errors: FieldErrors,
     status: StatusCode,
 ) -> Result<Response, WebError> {
+    let has_password = has_password(state, me).await?;
     let page = ConfirmPage {
         page: ctx.page("Confirm it is you"),
-        has_password: has_password(state, me).await?,
+        has_password,
+        has_second_factor: !has_password && has_second_factor(state, me).await?,
         minutes: state.config.security.reauthentication.num_minutes(),
         next,
         errors,
@@ -206,4 +220,61 @@ pub(super) async fn sign_in_again(
     let mut response = Redirect::to(&target).into_response();
     clear_session_cookie(&state).append_to(response.headers_mut());
     Ok(response)
+}
+
+/// `POST /account/confirm/second-factor`: a person without a password confirms with their
+/// second factor, on the sign-in's code pages; success replaces the session and comes back.
+pub(super) async fn second_factor(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    me: SignedIn,
+    client: ClientAddr,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response, WebError> {
+    let next = back_to(Some(&form.next));
+    let source = client.to_string();
+    match state
+        .ciam
+        .login()
+        .reauthenticate_by_second_factor(&me.token, Some(&source))
+        .await
+    {
+        Ok(step) => {
+            let progress = crate::signin::progress::Progress::new(
+                me.access.identity.email.as_str(),
+                Some(next),
+            );
+            crate::signin::follow(&state, progress, step).await
+        }
+        Err(LoginError::Throttled { retry_after, .. }) => {
+            let seconds = u64::try_from(retry_after.num_seconds().max(1)).unwrap_or(1);
+            let mut errors = FieldErrors::new();
+            errors.add(
+                "second_factor",
+                format!(
+                    "too many failed attempts; wait {} and try again",
+                    crate::signin::wait_words(seconds)
+                ),
+            );
+            let mut response = page_with(
+                &state,
+                &ctx,
+                &me,
+                next,
+                errors,
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await?;
+            if let Ok(value) = seconds.to_string().parse() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            Ok(response)
+        }
+        Err(LoginError::WrongStep | LoginError::FactorUnavailable) => {
+            page_with(&state, &ctx, &me, next, FieldErrors::new(), StatusCode::OK).await
+        }
+        Err(error) => Err(error.into()),
+    }
 }

@@ -40,6 +40,8 @@ struct EnrollPage {
     action: &'static str,
     /// Where the setup starts again.
     restart: &'static str,
+    /// Another way to set up a second factor (the sign-in's phone step), if any.
+    alternative: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -60,11 +62,14 @@ pub(crate) struct EnrolmentForms {
     pub(crate) action: &'static str,
     /// The page that starts the setup again.
     pub(crate) restart: &'static str,
+    /// Another way to set up a second factor (the sign-in's phone step), if any.
+    pub(crate) alternative: Option<&'static str>,
 }
 
 const ACCOUNT_FORMS: EnrolmentForms = EnrolmentForms {
     action: "/account/mfa/totp/confirm",
     restart: "/account/mfa",
+    alternative: None,
 };
 
 /// The page that shows a new authenticator app's QR code and secret (`enrollment`), or, after
@@ -88,6 +93,7 @@ pub(crate) fn enrollment_response(
         errors,
         action: forms.action,
         restart: forms.restart,
+        alternative: forms.alternative,
     };
     Ok(no_store((status, web::render(&page)?).into_response()))
 }

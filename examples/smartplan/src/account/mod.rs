@@ -50,6 +50,10 @@ pub fn routes() -> Router<AppState> {
             get(confirm::page).post(confirm::confirm),
         )
         .route("/account/confirm/again", post(confirm::sign_in_again))
+        .route(
+            "/account/confirm/second-factor",
+            post(confirm::second_factor),
+        )
 }
 
 /// A time as people read it in the pages.

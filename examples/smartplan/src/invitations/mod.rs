@@ -1,9 +1,13 @@
 //! Invitation acceptance (`/invitations/accept?token=`): the page shows the inviting
 //! organization (in its branding), who invited and as what; the invitee sets their name and a
 //! password (or uses the company login when the organization has an identity provider), or
-//! declines. A new account is signed in at once and sent to MySmartPlan, or to the phone page
-//! when an organization requires a second factor and none is set up yet. Expired, used,
-//! withdrawn and unknown links get a plain page that says what happened and what to do.
+//! declines. The new password is the first factor of a sign-in (ciam-core's
+//! `Login::accept_invitation`): the new account is signed in at once and sent to MySmartPlan,
+//! or, when the organization's policy or `[security] require_mfa` requires a second factor,
+//! sent to the sign-in's enrolment step (`/signin/enrol`: a mobile phone or an authenticator
+//! app) and gets no session before it is set up. An existing account that keeps its password
+//! signs in as usual. Expired, used, withdrawn and unknown links get a plain page that says
+//! what happened and what to do.
 
 use crate::web::forms::Query;
 use askama::Template;
@@ -19,17 +23,17 @@ use ciam_core::identities::Identity;
 use ciam_core::invitations::{
     Acceptance, Invitation, InvitationError, InvitationKind, InvitationStatus,
 };
+use ciam_core::login::{LoginError, LoginStep};
 use ciam_core::organizations::Organization;
 use ciam_core::secrets::SecretToken;
-use ciam_core::sessions::AuthMethod;
 use ciam_core::settings::SettingKind;
 use serde::Deserialize;
 
 use crate::account::rules;
+use crate::signin::{self, progress::Progress};
 use crate::state::AppState;
 use crate::web::flash::{self, Flash};
-use crate::web::session::session_cookie;
-use crate::web::{self, Branding, FieldErrors, Form, Page, PageContext, WebError};
+use crate::web::{self, Branding, ClientAddr, FieldErrors, Form, Page, PageContext, WebError};
 
 /// The routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -274,6 +278,7 @@ async fn show(
 async fn submit(
     State(state): State<AppState>,
     ctx: PageContext,
+    client: ClientAddr,
     Query(query): Query<TokenQuery>,
     Form(form): Form<AcceptForm>,
 ) -> Result<Response, WebError> {
@@ -330,28 +335,32 @@ async fn submit(
         family_name: invited.needs_name().then(|| family.clone()),
         password,
     };
-    let accepted = match invitations
-        .accept(&Principal::Anonymous, &token, acceptance)
+    let source = client.to_string();
+    let (accepted, step) = match state
+        .ciam
+        .login()
+        .accept_invitation(&token, acceptance, Some(&source))
         .await
     {
         Ok(accepted) => accepted,
-        Err(InvitationError::Password(error)) => {
+        Err(LoginError::Invitation(InvitationError::Password(error))) => {
             errors.add("password", error.to_string());
             return again(errors);
         }
-        Err(InvitationError::Invalid(error)) => {
+        Err(LoginError::Invitation(InvitationError::Invalid(error))) => {
             errors.add("given_name", error.to_string());
             return again(errors);
         }
-        Err(
+        Err(LoginError::Invitation(
             error @ (InvitationError::NotFound
             | InvitationError::NotUsable(_)
             | InvitationError::Expired),
-        ) => return unusable(&ctx, error),
+        )) => return unusable(&ctx, error),
+        Err(LoginError::Invitation(error)) => return Err(error.into()),
         Err(error) => return Err(error.into()),
     };
     let organization = &invited.organization.name;
-    if !invited.needs_password() {
+    let Some(step) = step else {
         // An existing account: the invitation link proves the email, not the person's
         // password or second factor, so they sign in as usual (unless they already are).
         let message = format!("You have joined {organization}.");
@@ -373,28 +382,23 @@ async fn submit(
                 "{message} Sign in with your email address and password."
             )),
         ));
-    }
-    let started = state
-        .ciam
-        .sessions()
-        .start(accepted.identity.id, vec![AuthMethod::Pwd])
-        .await?;
-    let mut response = if rules::second_factor_missing(&state, &accepted.identity).await? {
-        flash::redirect_with(
-            &state,
-            "/account/phone",
-            Flash::warning(format!(
-                "Welcome to {organization}. Your organization requires a second factor: add your mobile phone to receive a code at each sign-in, or set up an authenticator app."
-            )),
-        )
-    } else {
-        flash::redirect_with(
-            &state,
-            "/account",
-            Flash::success(format!("Welcome to {organization}. Your account is ready.")),
-        )
     };
-    session_cookie(&state, &started).append_to(response.headers_mut());
+    // The new password is the first factor of a sign-in: a second factor that the
+    // organization or the deployment requires is set up before any session exists.
+    let flash = match &step {
+        LoginStep::SignedIn(_) => {
+            Flash::success(format!("Welcome to {organization}. Your account is ready."))
+        }
+        _ => Flash::info(format!(
+            "Welcome to {organization}. Your account needs a second step at sign-in: set up your mobile phone or an authenticator app now to finish signing in."
+        )),
+    };
+    let progress = Progress::new(
+        accepted.identity.email.as_str(),
+        Some("/account".to_owned()),
+    );
+    let mut response = signin::follow(&state, progress, step).await?;
+    flash.cookie(&state).append_to(response.headers_mut());
     Ok(response)
 }
 

@@ -51,6 +51,10 @@ pub fn routes() -> Router<AppState> {
             "/signin/enrol",
             get(enrolment::page).post(enrolment::submit),
         )
+        .route(
+            "/signin/enrol/phone",
+            get(enrolment::phone_page).post(enrolment::phone_submit),
+        )
         .route("/signout", post(sign_out))
         .route("/login", get(login_redirect))
         .merge(reset::routes())
@@ -195,6 +199,10 @@ impl Failure {
                 "this account cannot sign in; contact your organization's administrator",
             )),
             LoginError::Password(error) => Self::Inline(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                error.to_string(),
+            )),
+            LoginError::Invalid(error) => Self::Inline(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 error.to_string(),
             )),

@@ -80,6 +80,9 @@ pub struct Progress {
     /// Whether this is a password reset (not a sign-in).
     #[serde(default)]
     pub reset: bool,
+    /// The mobile number being set up as the second factor (the enrolment step).
+    #[serde(default)]
+    pub enrol_phone: Option<String>,
 }
 
 impl Progress {

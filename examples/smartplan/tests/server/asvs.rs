@@ -588,6 +588,134 @@ async fn passwords_with_the_service_name_or_the_persons_own_words_are_refused_ev
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
 }
 
+/// Invites `email` (Ann Nordqvist) into City Group as the system; the acceptance path.
+async fn invite_ann(app: &TestApp, email: &str) -> String {
+    let issued = app
+        .state
+        .ciam
+        .invitations()
+        .invite(
+            &ciam_core::Principal::System,
+            app.cast().city_group,
+            support::person(email, "Ann", "Nordqvist"),
+        )
+        .await
+        .unwrap();
+    format!(
+        "/invitations/accept?token={}",
+        issued.token.unwrap().expose()
+    )
+}
+
+fn acceptance_form(password: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("decision", "accept"),
+        ("given_name", "Ann"),
+        ("family_name", "Nordqvist"),
+        ("password", password),
+        ("password_confirmation", password),
+    ]
+}
+
+/// The organization's name and the person's name are context words even where the email does
+/// not give them away (registration, invitation acceptance, change and reset), and `[passwords]
+/// context_words` is the list looked for.
+#[tokio::test]
+async fn the_organizations_name_and_the_configured_words_are_context_words_on_every_path() {
+    let app = support::build(support::Options {
+        seed: Some(smartplan::demo::SeedOptions {
+            jeremy: smartplan::demo::JeremyAs::ContactPerson,
+            without_koko_registration: true,
+            ..smartplan::demo::SeedOptions::default()
+        }),
+        configure: Some(|config| {
+            config.passwords.context_words = vec!["Aurora Grid".to_owned()];
+        }),
+        ..support::Options::default()
+    })
+    .await;
+
+    // Registration of an organization named unlike the email's domain.
+    let register_as = |password: &'static str| {
+        let mut form = registration_form(password);
+        form[0].1 = "Nordlicht Energie GmbH".to_owned();
+        form
+    };
+    for (password, word) in [
+        ("nordlicht-energie-99", "nordlichtenergie"),
+        ("Aurora-Grid-2026", "auroragrid"),
+    ] {
+        let form = register_as(password);
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = app.client().post_form("/register", &fields).await;
+        refused_as_context_word(&refused, word);
+    }
+    assert_eq!(pending_registrations(&app).await, 0);
+
+    // Invitation acceptance by someone whose email gives away neither the organization nor
+    // her name.
+    let ann = "a.n@post.test";
+    let accept = invite_ann(&app, ann).await;
+    for (password, word) in [
+        ("city-group-rocks-2026", "citygroup"),
+        ("my aurora grid pass", "auroragrid"),
+    ] {
+        let refused = app
+            .client()
+            .post_form(&accept, &acceptance_form(password))
+            .await;
+        refused_as_context_word(&refused, word);
+    }
+    let mut client = app.client();
+    let accepted = client
+        .post_form(&accept, &acceptance_form(GOOD_PASSWORD))
+        .await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+    assert!(client.jar.contains_key("smartplan_session"));
+
+    // Password change and reset: the person's name and the organizations they belong to.
+    for (password, word) in [
+        ("citygroup-violet-7", "citygroup"),
+        ("nordqvist-violet-5", "nordqvist"),
+        ("auroragrid-lantern", "auroragrid"),
+    ] {
+        let refused = client
+            .post_form(
+                "/account/password",
+                &[
+                    ("current_password", GOOD_PASSWORD),
+                    ("new_password", password),
+                    ("new_password_confirmation", password),
+                ],
+            )
+            .await;
+        refused_as_context_word(&refused, word);
+    }
+    let mut reset = app.client();
+    open_reset(&app, &mut reset, ann).await;
+    let refused = reset
+        .post_form(
+            "/password/reset",
+            &[
+                ("password", "city-group-lantern-3"),
+                ("confirm", "city-group-lantern-3"),
+            ],
+        )
+        .await;
+    refused_as_context_word(&refused, "citygroup");
+    // The service's default word is not looked for when the configuration replaces the list.
+    let accepted = reset
+        .post_form(
+            "/password/reset",
+            &[
+                ("password", "smartplan-violet-lantern"),
+                ("confirm", "smartplan-violet-lantern"),
+            ],
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6.2.12: breached passwords
 // ---------------------------------------------------------------------------------------------
@@ -696,6 +824,48 @@ async fn breached_passwords_are_refused_at_registration_change_and_reset() {
 
     // A password not in the list goes through.
     let accepted = register(&mut app.client(), GOOD_PASSWORD).await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+}
+
+const ACCEPTANCE_LIST: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/asvs-pwned-acceptance.txt");
+
+fn with_acceptance_list(config: &mut smartplan::config::Config) {
+    config.passwords.breached_list = Some(ACCEPTANCE_LIST.into());
+}
+
+#[tokio::test]
+async fn a_breached_password_is_refused_at_invitation_acceptance() {
+    write_list(ACCEPTANCE_LIST);
+    let app = app_with(with_acceptance_list).await;
+    let ann = "ann.nordqvist@post.test";
+    let accept = invite_ann(&app, ann).await;
+    let refused = app
+        .client()
+        .post_form(&accept, &acceptance_form(BREACHED))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("appeared in a data breach"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        app.state
+            .store
+            .identity_by_email(&EmailAddress::parse(ann).unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let accepted = app
+        .client()
+        .post_form(&accept, &acceptance_form(GOOD_PASSWORD))
+        .await;
     assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
 }
 
@@ -1117,4 +1287,555 @@ async fn with_mfa_for_everyone_customers_set_one_up_too_and_a_verified_phone_is_
         "{after_password:?}"
     );
     assert!(!betty.jar.contains_key("smartplan_session"));
+}
+
+/// The 6-digit code of the newest SMS to `phone`.
+fn sms_code_to(app: &TestApp, phone: &str) -> String {
+    let text = app.sms.latest_to(phone).expect("an SMS").text;
+    ciam_core::delivery::first_code(&text).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_mobile_phone_can_be_the_second_factor_set_up_at_sign_in() {
+    let app = app_with(everyone_needs_mfa).await;
+    let jeremy_before = support::principal_of(&app, JEREMY).await.0;
+    let phone = "+15555550177";
+    let mut jeremy = app.client();
+    let after_password = password_sign_in(&mut jeremy, JEREMY).await;
+    assert_eq!(after_password.location(), Some("/signin/enrol"));
+    // The app's page offers the phone too.
+    let page = jeremy.get("/signin/enrol").await;
+    assert!(
+        page.body.contains("href=\"/signin/enrol/phone\""),
+        "{}",
+        page.body
+    );
+    let page = jeremy.get("/signin/enrol/phone").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Mobile number"));
+
+    // Bad input is explained and changes nothing: no SMS, no session, no phone.
+    let identity_before = app.state.store.identity(jeremy_before).await.unwrap();
+    let sent_before = app.sms.messages().len();
+    for (input, message) in [
+        ("", "enter your mobile number"),
+        ("0401234567", "international format"),
+        ("+1 555 CALL ME", "international format"),
+    ] {
+        let response = jeremy
+            .post_form(
+                "/signin/enrol/phone",
+                &[("action", "send"), ("phone", input)],
+            )
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{input}: {}",
+            response.body
+        );
+        assert!(
+            response.body.contains(message),
+            "{input}: {}",
+            response.body
+        );
+        assert!(
+            response.body.contains(&format!("value=\"{input}\"")),
+            "kept"
+        );
+    }
+    let no_code = jeremy
+        .post_form("/signin/enrol/phone", &[("action", "verify"), ("code", "")])
+        .await;
+    assert_eq!(no_code.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.sms.messages().len(), sent_before);
+    assert_eq!(
+        app.state.store.identity(jeremy_before).await.unwrap(),
+        identity_before
+    );
+    assert!(!jeremy.jar.contains_key("smartplan_session"));
+
+    // A code goes to the number typed (spaces allowed), and only that number's newest code
+    // counts: a code sent before to another number does not verify this one.
+    let first = jeremy
+        .post_form(
+            "/signin/enrol/phone",
+            &[("action", "send"), ("phone", "+1 555 555 0166")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    let old_code = sms_code_to(&app, "+15555550166");
+    app.clock.advance(chrono::Duration::seconds(31));
+    let sent = jeremy
+        .post_form(
+            "/signin/enrol/phone",
+            &[("action", "send"), ("phone", "+1 555 555 0177")],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    assert_eq!(sent.location(), Some("/signin/enrol/phone"));
+    let code = sms_code_to(&app, phone);
+    let page = jeremy.get("/signin/enrol/phone").await;
+    assert!(
+        page.body.contains(&format!("Code sent by SMS to {phone}")),
+        "{}",
+        page.body
+    );
+    if old_code != code {
+        let stale = jeremy
+            .post_form(
+                "/signin/enrol/phone",
+                &[("action", "verify"), ("code", &old_code)],
+            )
+            .await;
+        assert_eq!(stale.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let wrong = jeremy
+        .post_form(
+            "/signin/enrol/phone",
+            &[("action", "verify"), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        wrong.body
+    );
+    assert!(wrong.body.contains("the code is wrong"), "{}", wrong.body);
+    assert!(!jeremy.jar.contains_key("smartplan_session"));
+    assert!(
+        app.state
+            .store
+            .identity(jeremy_before)
+            .await
+            .unwrap()
+            .unwrap()
+            .phone
+            .is_none()
+    );
+
+    // The right code verifies the phone and completes the sign-in at the MFA level.
+    let done = jeremy
+        .post_form(
+            "/signin/enrol/phone",
+            &[("action", "verify"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), Some("/account"));
+    let methods = session_methods(&app, &jeremy).await;
+    assert!(methods.contains(&ciam_core::sessions::AuthMethod::Pwd));
+    assert!(methods.contains(&ciam_core::sessions::AuthMethod::Sms));
+    let person = app
+        .state
+        .store
+        .identity(jeremy_before)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        person.phone.as_ref().map(ToString::to_string).as_deref(),
+        Some(phone)
+    );
+    assert!(person.phone_verified);
+    // The code works once: the attempt is over.
+    let replay = jeremy
+        .post_form(
+            "/signin/enrol/phone",
+            &[("action", "verify"), ("code", &code)],
+        )
+        .await;
+    assert!(replay.status.is_redirection(), "{replay:?}");
+    assert!(replay.location().unwrap().starts_with("/signin"));
+
+    // Next time the SMS step is asked as usual.
+    let mut again = app.client();
+    let after_password = password_sign_in(&mut again, JEREMY).await;
+    assert_eq!(after_password.location(), Some("/signin/sms"));
+}
+
+/// Betty without a password (she signs in through an identity provider), with a verified
+/// phone, signed in eleven minutes ago.
+async fn stale_betty_without_password_with_phone(app: &TestApp, phone: &str) -> Client {
+    let identity = betty_identity(app).await;
+    let mut betty = app.client();
+    betty.sign_in_as(BETTY).await;
+    support::verify_phone(app, BETTY, phone).await;
+    let mut changes = ciam_core::store::ChangeSet::new();
+    for credential in app
+        .state
+        .store
+        .credentials_of_identity(identity.id)
+        .await
+        .unwrap()
+    {
+        changes.delete(ciam_core::store::RecordRef::Credential(
+            credential.id,
+            credential.version,
+        ));
+    }
+    app.state.store.commit(changes).await.unwrap();
+    app.clock.advance(chrono::Duration::minutes(11));
+    betty
+}
+
+#[tokio::test]
+async fn a_person_without_a_password_confirms_with_their_second_factor() {
+    let app = support::app_default().await;
+    let phone = "+15555550142";
+    let mut betty = stale_betty_without_password_with_phone(&app, phone).await;
+    let old_token = betty.jar.get("smartplan_session").cloned().unwrap();
+    let change = betty
+        .post_form("/account/phone", &[("phone", "+15555550143")])
+        .await;
+    sent_to_confirm(&change, "/account/phone");
+    let page = betty.get("/account/confirm?next=%2Faccount%2Fphone").await;
+    assert!(!page.body.contains("type=\"password\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("action=\"/account/confirm/second-factor\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Sign in again"), "{}", page.body);
+
+    let started = betty
+        .post_form(
+            "/account/confirm/second-factor",
+            &[("next", "/account/phone")],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    assert_eq!(started.location(), Some("/signin/sms"));
+    let sent = betty.post_form("/signin/sms", &[("action", "send")]).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let code = sms_code_to(&app, phone);
+    let wrong = betty
+        .post_form("/signin/sms", &[("action", "verify"), ("code", "000000")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Still not confirmed.
+    let still = betty
+        .post_form("/account/phone", &[("phone", "+15555550143")])
+        .await;
+    sent_to_confirm(&still, "/account/phone");
+    let confirmed = betty
+        .post_form("/signin/sms", &[("action", "verify"), ("code", &code)])
+        .await;
+    assert_eq!(
+        confirmed.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        confirmed.body
+    );
+    assert_eq!(confirmed.location(), Some("/account/phone"));
+    // A new session replaced the old one, and the change goes ahead.
+    let new_token = betty.jar.get("smartplan_session").cloned().unwrap();
+    assert_ne!(new_token, old_token);
+    assert!(
+        app.state
+            .ciam
+            .sessions()
+            .validate(&SecretToken::from_presented(old_token.as_str()))
+            .await
+            .is_err()
+    );
+    assert!(
+        session_methods(&app, &betty)
+            .await
+            .contains(&ciam_core::sessions::AuthMethod::Sms)
+    );
+    let change = betty
+        .post_form("/account/phone", &[("phone", "+15555550143")])
+        .await;
+    assert_eq!(change.status, StatusCode::SEE_OTHER, "{}", change.body);
+    assert_eq!(change.location(), Some("/account/phone"));
+    assert!(app.sms.latest_to("+15555550143").is_some());
+    // The wrong code was audited as a sign-in failure.
+    let events = app
+        .state
+        .store
+        .events(ciam_core::store::EventQuery {
+            identity: Some(betty_identity(&app).await.id),
+            limit: 100,
+            ..ciam_core::store::EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|stored| matches!(
+                stored.event.kind,
+                ciam_core::events::EventKind::SignInFailed { .. }
+            ))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn wrong_second_factor_codes_when_confirming_are_throttled_like_a_sign_in() {
+    let app = support::app_default().await;
+    let phone = "+15555550142";
+    let mut betty = stale_betty_without_password_with_phone(&app, phone).await;
+    let started = betty
+        .post_form(
+            "/account/confirm/second-factor",
+            &[("next", "/account/email")],
+        )
+        .await;
+    assert_eq!(started.location(), Some("/signin/sms"));
+    betty.post_form("/signin/sms", &[("action", "send")]).await;
+    for n in 0..4 {
+        let wrong = betty
+            .post_form("/signin/sms", &[("action", "verify"), ("code", "000000")])
+            .await;
+        assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{n}");
+    }
+    // The fifth wrong code ends the attempt...
+    let ended = betty
+        .post_form("/signin/sms", &[("action", "verify"), ("code", "000000")])
+        .await;
+    assert!(ended.status.is_redirection(), "{ended:?}");
+    // ...and past the account's free failures a new confirmation waits, as a sign-in would.
+    let waits = betty
+        .post_form(
+            "/account/confirm/second-factor",
+            &[("next", "/account/email")],
+        )
+        .await;
+    assert_eq!(
+        waits.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        waits.body
+    );
+    assert!(waits.header("retry-after").is_some());
+    assert!(waits.body.contains("too many failed attempts"));
+    let email = betty
+        .post_form(
+            "/account/email",
+            &[("email", "betty.new@smartplan.example")],
+        )
+        .await;
+    sent_to_confirm(&email, "/account/email");
+}
+
+#[tokio::test]
+async fn a_person_with_a_password_confirms_with_it_not_with_the_second_factor_alone() {
+    let app = support::app_default().await;
+    support::verify_phone(&app, BETTY, "+15555550142").await;
+    let mut betty = stale_betty(&app).await;
+    let page = betty.get("/account/confirm?next=%2Faccount%2Fphone").await;
+    assert!(page.body.contains("type=\"password\""), "{}", page.body);
+    assert!(!page.body.contains("/account/confirm/second-factor"));
+    let tried = betty
+        .post_form(
+            "/account/confirm/second-factor",
+            &[("next", "/account/phone")],
+        )
+        .await;
+    assert_eq!(tried.status, StatusCode::OK, "{tried:?}");
+    let still = betty
+        .post_form("/account/phone", &[("phone", "+15555550143")])
+        .await;
+    sent_to_confirm(&still, "/account/phone");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6.3.2: no default accounts
+// ---------------------------------------------------------------------------------------------
+
+/// A process of the `smartplan` binary, killed when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Whether `GET /healthz` at `address` answers 200.
+fn healthy(address: std::net::SocketAddr) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// Starts `smartplan ARGS` with `env` only and waits until it answers at `address`.
+async fn start_smartplan(
+    args: &[&str],
+    env: &[(&str, String)],
+    address: std::net::SocketAddr,
+    log: &std::path::Path,
+) -> Running {
+    let file = std::fs::File::create(log).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_smartplan"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut running = Running(command.spawn().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !healthy(address) {
+        if let Ok(Some(status)) = running.0.try_wait() {
+            panic!(
+                "smartplan {args:?} exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "smartplan {args:?} did not answer within 90 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    running
+}
+
+/// The number of rows of `table`.
+async fn rows(database: &str, table: &str) -> i64 {
+    use sqlx::Row as _;
+    let options: sqlx::sqlite::SqliteConnectOptions =
+        std::str::FromStr::from_str(database).unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.read_only(true))
+        .await
+        .unwrap();
+    let count = sqlx::query(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get::<i64, _>(0);
+    pool.close().await;
+    count
+}
+
+/// `smartplan serve` (the real command: configuration from the environment, the database
+/// migrated by `smartplan migrate`) on an empty database answers without creating a single
+/// identity, credential, membership, session or setting (no API key); the demo's cast appears only when `smartplan
+/// demo` runs on that database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_an_empty_database_creates_no_account_and_the_cast_exists_only_after_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("smartplan.db").display());
+    let key = dir.path().join("idp.key.pem");
+    let certificate = dir.path().join("idp.crt.pem");
+    smartplan::keys::ensure_signing_key(
+        &key,
+        &certificate,
+        "no default accounts",
+        &ciam_core::clock::OsRandom,
+    )
+    .unwrap();
+    let listen = free_address();
+    let env = vec![
+        ("SMARTPLAN_LISTEN", listen.to_string()),
+        ("SMARTPLAN_PUBLIC_BASE_URL", format!("http://{listen}")),
+        ("SMARTPLAN_DATABASE_URL", database.clone()),
+        (
+            "SMARTPLAN_SECRET_KEY",
+            "0101010101010101010101010101010101010101010101010101010101010101".to_owned(),
+        ),
+        ("SMARTPLAN_SMTP_HOST", "127.0.0.1".to_owned()),
+        ("SMARTPLAN_SMTP_PORT", "1".to_owned()),
+        ("SMARTPLAN_SMTP_SECURITY", "none".to_owned()),
+        (
+            "SMARTPLAN_SMTP_FROM",
+            "SmartPlan <no-reply@smartplan.example>".to_owned(),
+        ),
+        ("SMARTPLAN_SMS_URL", "http://127.0.0.1:1/sms".to_owned()),
+        ("SMARTPLAN_SMS_AUTH_VALUE", "Bearer none".to_owned()),
+        ("SMARTPLAN_SAML_KEY_FILE", key.display().to_string()),
+        (
+            "SMARTPLAN_SAML_CERTIFICATE_FILE",
+            certificate.display().to_string(),
+        ),
+    ];
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_smartplan"))
+        .arg("migrate")
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    {
+        let _serving =
+            start_smartplan(&["serve"], &env, listen, &dir.path().join("serve.log")).await;
+    }
+    for table in [
+        "identities",
+        "credentials",
+        "memberships",
+        "sessions",
+        "settings",
+    ] {
+        assert_eq!(rows(&database, table).await, 0, "{table} after serve");
+    }
+
+    let demo_listen = free_address();
+    let app_listen = free_address();
+    let data_dir = dir.path().join("demo-data");
+    {
+        let _demo = start_smartplan(
+            &[
+                "demo",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--database-url",
+                &database,
+                "--listen",
+                &demo_listen.to_string(),
+                "--app-listen",
+                &app_listen.to_string(),
+            ],
+            &[],
+            demo_listen,
+            &dir.path().join("demo.log"),
+        )
+        .await;
+    }
+    assert!(rows(&database, "identities").await > 0);
+    assert!(rows(&database, "credentials").await > 0);
+    let store = ciam_store::SqlStore::open(&database).await.unwrap();
+    let scott = ciam_core::store::Store::identity_by_email(
+        &store,
+        &EmailAddress::parse(smartplan::demo::SCOTT).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(scott.is_some(), "the demo's cast exists after demo");
+    store.close().await;
 }

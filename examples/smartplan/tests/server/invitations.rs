@@ -150,8 +150,74 @@ async fn accepting_creates_the_account_and_signs_in_on_sqlite() {
     accepts_and_signs_in(Backend::Sqlite).await;
 }
 
+/// The session cookie of `client`, validated: its methods.
+async fn session_methods(
+    app: &TestApp,
+    client: &support::Client,
+) -> Vec<ciam_core::sessions::AuthMethod> {
+    let token = client.jar.get("smartplan_session").expect("a session");
+    app.state
+        .ciam
+        .sessions()
+        .validate(&SecretToken::from_presented(token.as_str()))
+        .await
+        .unwrap()
+        .session
+        .methods
+}
+
+/// Accepts Ann's invitation into City Group in `app`, where a second factor is required: no
+/// session until she has set up her phone at the sign-in's enrolment step.
+async fn accepts_into_a_second_factor_first(app: &TestApp) {
+    let token = invite(app, &Principal::System, app.cast().city_group, ANN, false).await;
+    let mut client = app.client();
+    let response = client.post_form(&accept_path(&token), &good_form()).await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+    assert_eq!(response.location(), Some("/signin/enrol"));
+    assert!(!client.jar.contains_key("smartplan_session"));
+    assert_eq!(
+        invitation_status(app, &token).await,
+        InvitationStatus::Accepted
+    );
+    // No page with rights before the second factor.
+    let account = client.get("/account").await;
+    assert!(account.status.is_redirection(), "{account:?}");
+    assert!(account.location().unwrap().starts_with("/signin"));
+    let enrol = client.get("/signin/enrol").await;
+    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.body);
+    assert!(
+        enrol.body.contains("Welcome to City Group, Inc."),
+        "{}",
+        enrol.body
+    );
+
+    let phone = "+15555550155";
+    let sent = client
+        .post_form(
+            "/signin/enrol/phone",
+            &[("action", "send"), ("phone", phone)],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let text = app.sms.latest_to(phone).unwrap().text;
+    let code = ciam_core::delivery::first_code(&text).unwrap().to_owned();
+    let done = client
+        .post_form(
+            "/signin/enrol/phone",
+            &[("action", "verify"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), Some("/account"));
+    let methods = session_methods(app, &client).await;
+    assert!(methods.contains(&ciam_core::sessions::AuthMethod::Pwd));
+    assert!(methods.contains(&ciam_core::sessions::AuthMethod::Sms));
+    let account = client.get("/account").await;
+    assert_eq!(account.status, StatusCode::OK);
+}
+
 #[tokio::test]
-async fn an_organization_requiring_mfa_sends_the_new_account_to_the_phone_page() {
+async fn an_organization_requiring_mfa_gets_the_second_factor_set_up_before_any_session() {
     let app = support::build(Options {
         seed: Some(SeedOptions {
             jeremy: JeremyAs::ContactPerson,
@@ -161,14 +227,19 @@ async fn an_organization_requiring_mfa_sends_the_new_account_to_the_phone_page()
         ..Options::default()
     })
     .await;
-    let token = invite(&app, &Principal::System, app.cast().city_group, ANN, false).await;
-    let mut client = app.client();
-    let response = client.post_form(&accept_path(&token), &good_form()).await;
-    assert_eq!(response.status, StatusCode::SEE_OTHER);
-    assert_eq!(response.location(), Some("/account/phone"));
-    let phone = client.get("/account/phone").await;
-    assert_eq!(phone.status, StatusCode::OK);
-    assert!(phone.body.contains("requires a second factor"));
+    accepts_into_a_second_factor_first(&app).await;
+}
+
+#[tokio::test]
+async fn with_mfa_required_for_everyone_an_invitee_sets_up_a_second_factor_before_any_session() {
+    let app = support::build(Options {
+        configure: Some(|config| {
+            config.security.require_mfa = smartplan::config::MfaRequirement::All;
+        }),
+        ..Options::default()
+    })
+    .await;
+    accepts_into_a_second_factor_first(&app).await;
 }
 
 #[tokio::test]
