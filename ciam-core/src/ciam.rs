@@ -24,7 +24,7 @@ use crate::login::{
 use crate::organizations::{Organization, Provisioning};
 use crate::principals::Principals;
 use crate::registrations::{ContractLookup, NoContractLookup, Registrations};
-use crate::services::{Catalog, RoleResolution};
+use crate::services::{Catalog, CatalogCache, RoleResolution};
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::{Store, StoreError};
 
@@ -67,6 +67,11 @@ pub struct Policy {
     pub max_batch_rows: usize,
     /// Sign-in rules (attempts, codes, throttling).
     pub login: LoginPolicy,
+    /// How long services, business roles and SAML service-provider registrations read from the
+    /// store are reused before they are read again (default zero: read every time). Changes
+    /// made through this [`Ciam`] take effect at once; changes made by another process on the
+    /// same store (another node) within this time. See `docs/performance.md`.
+    pub catalog_max_age: Duration,
 }
 
 /// The default list of public webmail domains.
@@ -111,6 +116,7 @@ impl Default for Policy {
             product_name: "MySmartPlan".to_owned(),
             max_batch_rows: 50_000,
             login: LoginPolicy::default(),
+            catalog_max_age: Duration::zero(),
         }
     }
 }
@@ -243,6 +249,7 @@ impl CiamBuilder {
                 hasher,
                 auth,
                 breached: self.breached,
+                catalog_cache: CatalogCache::new(self.policy.catalog_max_age),
                 policy: self.policy,
             }),
         })
@@ -390,6 +397,7 @@ pub(crate) struct Context {
     pub(crate) hasher: PasswordHasher,
     pub(crate) auth: AuthRuntime,
     pub(crate) breached: Option<Arc<dyn BreachedPasswords>>,
+    pub(crate) catalog_cache: CatalogCache,
     pub(crate) policy: Policy,
 }
 

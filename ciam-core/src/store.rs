@@ -423,6 +423,16 @@ pub struct MembershipAccess {
     pub contracts: Vec<Contract>,
 }
 
+/// A session with the access records of its identity, as read by [`Store::session_access`]
+/// for the session check of every authenticated request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionAccess {
+    /// The session (live or not: the caller decides).
+    pub session: Session,
+    /// The access records of the session's identity; `None` when the identity is gone.
+    pub access: Option<IdentityAccess>,
+}
+
 /// The storage port.
 ///
 /// Implementations must make [`Store::commit`] atomic and version-checked, keep events in the
@@ -650,6 +660,20 @@ pub trait Store: Send + Sync {
     -> Result<Option<Session>, StoreError>;
     /// Sessions of an identity (live or not), newest first.
     async fn sessions_of_identity(&self, identity: IdentityId) -> Result<Vec<Session>, StoreError>;
+    /// The session with this token hash and the access records of its identity (see
+    /// [`SessionAccess`]); `None` when there is no such session. The default composes
+    /// [`Store::session_by_token`] and [`Store::identity_access`]; backends override it to
+    /// answer in one round trip, and must return exactly what the default would.
+    async fn session_access(
+        &self,
+        token_hash: &TokenHash,
+    ) -> Result<Option<SessionAccess>, StoreError> {
+        let Some(session) = self.session_by_token(token_hash).await? else {
+            return Ok(None);
+        };
+        let access = self.identity_access(session.identity).await?;
+        Ok(Some(SessionAccess { session, access }))
+    }
 
     // ----- settings -----
 

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod catalog_cache;
 mod city_group;
 mod concurrency;
 mod contracts;

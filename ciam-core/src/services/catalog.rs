@@ -1,6 +1,7 @@
 //! Defining services and business roles.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,37 @@ impl Catalog<'_> {
         Ok(self.ctx.store.business_roles().await?)
     }
 
+    /// The service with `key`. Reused for [`crate::Policy::catalog_max_age`] after it was read
+    /// (for the paths that need it on every request, such as single sign-on).
+    pub async fn service_by_key(&self, key: &str) -> Result<Option<Arc<Service>>, CatalogError> {
+        Ok(self
+            .ctx
+            .catalog_cache
+            .service_by_key(self.ctx.store.as_ref(), key, self.ctx.now())
+            .await?)
+    }
+
+    /// The business role `id`. Reused for [`crate::Policy::catalog_max_age`] after it was
+    /// read.
+    pub async fn business_role(
+        &self,
+        id: BusinessRoleId,
+    ) -> Result<Option<Arc<BusinessRole>>, CatalogError> {
+        Ok(self
+            .ctx
+            .catalog_cache
+            .business_role(self.ctx.store.as_ref(), id, self.ctx.now())
+            .await?)
+    }
+
+    /// Commits a change to services or business roles and forgets what the cache held, also
+    /// when the commit failed (it may have lost to a concurrent change).
+    async fn commit_catalog_change(&self, changes: ChangeSet) -> Result<(), CatalogError> {
+        let committed = self.ctx.store.commit(changes).await;
+        self.ctx.catalog_cache.invalidate();
+        Ok(committed?)
+    }
+
     /// Creates or updates a service by key (Administrator or system).
     pub async fn define_service(
         &self,
@@ -135,7 +167,7 @@ impl Catalog<'_> {
         ));
         let version = service.version + 1;
         changes.put(service.clone());
-        self.ctx.store.commit(changes).await?;
+        self.commit_catalog_change(changes).await?;
         Ok(Service { version, ..service })
     }
 
@@ -198,7 +230,7 @@ impl Catalog<'_> {
         ));
         let version = role.version + 1;
         changes.put(role.clone());
-        self.ctx.store.commit(changes).await?;
+        self.commit_catalog_change(changes).await?;
         Ok(BusinessRole { version, ..role })
     }
 

@@ -4,6 +4,7 @@
 //! as `smartplan-app: consumption.read`. Role resolution ([`crate::Ciam::roles`]) turns a
 //! person's business roles into the application roles of one service, through active contracts.
 
+mod cache;
 mod catalog;
 mod resolution;
 
@@ -12,6 +13,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BusinessRoleId, ServiceId};
+
+pub(crate) use cache::CatalogCache;
 
 pub use catalog::{BusinessRoleDefinition, Catalog, CatalogError, ServiceDefinition};
 pub use resolution::{ResolvedRoles, RoleResolution, RoleResolutionError};

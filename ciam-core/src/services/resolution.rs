@@ -2,6 +2,7 @@
 //! of one service.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::authz::{Action, DenyReason, Principal, Target, authorize};
 use crate::ciam::Context;
@@ -69,25 +70,46 @@ impl RoleResolution<'_> {
             &Target::Identity(identity),
         )
         .into_result()?;
-        let service = self
-            .ctx
-            .store
-            .service_by_key(service_key)
-            .await?
-            .ok_or_else(|| RoleResolutionError::UnknownService(service_key.to_owned()))?;
+        let service = self.service(service_key).await?;
         let access = self
             .ctx
             .store
             .identity_access(identity)
             .await?
             .ok_or(RoleResolutionError::UnknownIdentity)?;
-        self.resolve_in(principal, &access, &service).await
+        self.resolve_with(principal, &access, &service).await
     }
 
     /// Like [`RoleResolution::resolve`] for the records of a person already read (for example
-    /// by the session check of the same request), so that they are not read twice; `service`
-    /// as read from the store. The same principals may ask.
+    /// by the session check of the same request), so that they are not read twice. The same
+    /// principals may ask.
     pub async fn resolve_in(
+        &self,
+        principal: &Principal,
+        access: &IdentityAccess,
+        service_key: &str,
+    ) -> Result<ResolvedRoles, RoleResolutionError> {
+        // Asked before the service is looked up: a refused principal learns nothing of it.
+        authorize(
+            principal,
+            &Action::ManageOwnProfile,
+            &Target::Identity(access.identity.id),
+        )
+        .into_result()?;
+        let service = self.service(service_key).await?;
+        self.resolve_with(principal, access, &service).await
+    }
+
+    /// The service with `key` (through the catalog cache, see [`crate::Policy::catalog_max_age`]).
+    async fn service(&self, key: &str) -> Result<Arc<Service>, RoleResolutionError> {
+        self.ctx
+            .catalog_cache
+            .service_by_key(self.ctx.store.as_ref(), key, self.ctx.now())
+            .await?
+            .ok_or_else(|| RoleResolutionError::UnknownService(key.to_owned()))
+    }
+
+    async fn resolve_with(
         &self,
         principal: &Principal,
         access: &IdentityAccess,
@@ -126,7 +148,12 @@ impl RoleResolution<'_> {
                 continue;
             }
             for role_id in &entry.membership.business_roles {
-                let Some(role) = self.ctx.store.business_role(*role_id).await? else {
+                let Some(role) = self
+                    .ctx
+                    .catalog_cache
+                    .business_role(self.ctx.store.as_ref(), *role_id, now)
+                    .await?
+                else {
                     continue;
                 };
                 let mut gave = false;

@@ -11,7 +11,7 @@ use crate::ids::{IdentityId, SessionId};
 use crate::principals::user_principal;
 use crate::secrets::SecretToken;
 use crate::sessions::{AuthMethod, RevocationReason, Session};
-use crate::store::{ChangeSet, IdentityAccess, StoreError, StoreErrorKind};
+use crate::store::{ChangeSet, IdentityAccess, SessionAccess, StoreError, StoreErrorKind};
 
 /// Session lifetimes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,21 +128,20 @@ impl Sessions<'_> {
     /// and returns the principal with grants as of now.
     pub async fn validate(&self, token: &SecretToken) -> Result<ValidSession, SessionError> {
         let now = self.ctx.now();
-        let mut session = self
+        // The session and its identity's access in one read (one round trip on SQL stores).
+        let SessionAccess {
+            mut session,
+            access,
+        } = self
             .ctx
             .store
-            .session_by_token(&token.hash())
+            .session_access(&token.hash())
             .await?
             .ok_or(SessionError::Ended)?;
         if !session.is_live(now) {
             return Err(SessionError::Ended);
         }
-        let access = self
-            .ctx
-            .store
-            .identity_access(session.identity)
-            .await?
-            .ok_or(SessionError::Ended)?;
+        let access = access.ok_or(SessionError::Ended)?;
         let user = user_principal(&access, now);
         if !user.active {
             return Err(SessionError::Ended);

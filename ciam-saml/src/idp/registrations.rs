@@ -9,6 +9,7 @@
 //! request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -182,6 +183,8 @@ impl From<StoreError> for RegistrationError {
 struct Cached {
     id: SettingId,
     version: u64,
+    /// When the store last confirmed this version.
+    checked_at: DateTime<Utc>,
     service_provider: Arc<ServiceProvider>,
 }
 
@@ -192,6 +195,9 @@ struct Cached {
 pub struct ServiceProviderRegistrations {
     ciam: Ciam,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Bumped by every change made here: a read that began before one does not store what it
+    /// read.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for ServiceProviderRegistrations {
@@ -207,6 +213,7 @@ impl ServiceProviderRegistrations {
         Self {
             ciam,
             cache: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -281,15 +288,14 @@ impl ServiceProviderRegistrations {
         let mut changes = ChangeSet::new();
         changes.put(setting.clone());
         changes.event(self.event(principal, &sp.entity_id, SettingChange::Created));
-        store
-            .commit(changes)
-            .await
-            .map_err(|error| match error.kind() {
-                StoreErrorKind::Unique | StoreErrorKind::Conflict => {
-                    RegistrationError::AlreadyRegistered(sp.entity_id.clone())
-                }
-                _ => RegistrationError::Store(error),
-            })?;
+        let committed = store.commit(changes).await;
+        self.forget(&sp.entity_id);
+        committed.map_err(|error| match error.kind() {
+            StoreErrorKind::Unique | StoreErrorKind::Conflict => {
+                RegistrationError::AlreadyRegistered(sp.entity_id.clone())
+            }
+            _ => RegistrationError::Store(error),
+        })?;
         Ok(RegisteredServiceProvider {
             service_provider: sp,
             metadata_xml: metadata_xml.to_owned(),
@@ -335,13 +341,12 @@ impl ServiceProviderRegistrations {
         let mut changes = ChangeSet::new();
         changes.put(setting.clone());
         changes.event(self.event(principal, entity_id, SettingChange::Updated));
-        store
-            .commit(changes)
-            .await
-            .map_err(|error| match error.kind() {
-                StoreErrorKind::Conflict => RegistrationError::Conflict(entity_id.to_owned()),
-                _ => RegistrationError::Store(error),
-            })?;
+        let committed = store.commit(changes).await;
+        self.forget(entity_id);
+        committed.map_err(|error| match error.kind() {
+            StoreErrorKind::Conflict => RegistrationError::Conflict(entity_id.to_owned()),
+            _ => RegistrationError::Store(error),
+        })?;
         Ok(RegisteredServiceProvider {
             service_provider: sp,
             metadata_xml,
@@ -353,7 +358,7 @@ impl ServiceProviderRegistrations {
     }
 
     /// Removes a registration: the SP's requests are refused from the next request on, on
-    /// every node. Needs the catalog mandate.
+    /// this node at once and on other nodes within [`ciam_core::Policy::catalog_max_age`]. Needs the catalog mandate.
     pub async fn remove(
         &self,
         principal: &Principal,
@@ -368,16 +373,14 @@ impl ServiceProviderRegistrations {
         let mut changes = ChangeSet::new();
         changes.delete(RecordRef::Setting(setting.id, setting.version));
         changes.event(self.event(principal, entity_id, SettingChange::Removed));
-        store
-            .commit(changes)
-            .await
-            .map_err(|error| match error.kind() {
-                StoreErrorKind::Conflict | StoreErrorKind::NotFound => {
-                    RegistrationError::Conflict(entity_id.to_owned())
-                }
-                _ => RegistrationError::Store(error),
-            })?;
-        self.lock_cache().remove(entity_id);
+        let committed = store.commit(changes).await;
+        self.forget(entity_id);
+        committed.map_err(|error| match error.kind() {
+            StoreErrorKind::Conflict | StoreErrorKind::NotFound => {
+                RegistrationError::Conflict(entity_id.to_owned())
+            }
+            _ => RegistrationError::Store(error),
+        })?;
         Ok(())
     }
 
@@ -415,12 +418,30 @@ impl ServiceProviderRegistrations {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The SP for the IdP: read from the store on every call; the parsed form is reused while
-    /// the setting's id and version are unchanged.
+    /// Forgets the cached form of `entity_id` after a change made here (also one that failed:
+    /// it may have lost to a concurrent change).
+    fn forget(&self, entity_id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.lock_cache().remove(entity_id);
+    }
+
+    /// The SP for the IdP. The parsed form is reused while the setting's id and version are
+    /// unchanged; the store is asked for them again once the last answer is older than
+    /// [`ciam_core::Policy::catalog_max_age`] (zero, the default: on every call). Changes made
+    /// through these registrations take effect at once.
     async fn current(
         &self,
         entity_id: &str,
     ) -> Result<Option<Arc<ServiceProvider>>, RegistrationError> {
+        let now = self.ciam.clock().now();
+        let max_age = self.ciam.policy().catalog_max_age;
+        if let Some(cached) = self.lock_cache().get(entity_id) {
+            let age = now - cached.checked_at;
+            if age >= chrono::Duration::zero() && age < max_age {
+                return Ok(Some(Arc::clone(&cached.service_provider)));
+            }
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
         let Some(setting) = self
             .ciam
             .store()
@@ -430,8 +451,9 @@ impl ServiceProviderRegistrations {
             self.lock_cache().remove(entity_id);
             return Ok(None);
         };
-        if let Some(cached) = self.lock_cache().get(entity_id) {
+        if let Some(cached) = self.lock_cache().get_mut(entity_id) {
             if cached.id == setting.id && cached.version == setting.version {
+                cached.checked_at = now;
                 return Ok(Some(Arc::clone(&cached.service_provider)));
             }
         }
@@ -439,14 +461,18 @@ impl ServiceProviderRegistrations {
             .body_as()
             .map_err(|e| RegistrationError::Corrupt(e.to_string()))?;
         let sp = Arc::new(body.service_provider()?);
-        self.lock_cache().insert(
-            entity_id.to_owned(),
-            Cached {
-                id: setting.id,
-                version: setting.version,
-                service_provider: Arc::clone(&sp),
-            },
-        );
+        let mut cache = self.lock_cache();
+        if self.generation.load(Ordering::SeqCst) == generation {
+            cache.insert(
+                entity_id.to_owned(),
+                Cached {
+                    id: setting.id,
+                    version: setting.version,
+                    checked_at: now,
+                    service_provider: Arc::clone(&sp),
+                },
+            );
+        }
         Ok(Some(sp))
     }
 }

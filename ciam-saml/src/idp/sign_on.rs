@@ -84,14 +84,9 @@ impl SignedInUser {
         }
         let (roles, via) = match &sp.service_key {
             Some(key) => {
-                let service = ciam
-                    .store()
-                    .service_by_key(key)
-                    .await?
-                    .ok_or_else(|| SignOnError::UnknownService(key.clone()))?;
                 let resolved = ciam
                     .roles()
-                    .resolve_in(&Principal::System, access, &service)
+                    .resolve_in(&Principal::System, access, key)
                     .await?;
                 if !resolved.has_access() {
                     return Err(SignOnError::NoAccess);

@@ -428,3 +428,76 @@ async fn every_node_sees_a_change_made_on_another() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn with_a_maximum_age_other_nodes_changes_arrive_within_it_and_this_nodes_at_once() {
+    use std::sync::Arc;
+
+    use ciam_core::credentials::PasswordParams;
+    use ciam_core::{Ciam, FixedClock, Policy, SeededRandom};
+
+    let world = world().await;
+    let clock = Arc::new(FixedClock::new(now()));
+    let caching = Ciam::builder()
+        .store(world.store.clone())
+        .clock(clock.clone())
+        .random(Arc::new(SeededRandom::new(12)))
+        .policy(Policy {
+            password_params: PasswordParams::INSECURE_FAST_FOR_TESTS,
+            catalog_max_age: chrono::Duration::seconds(5),
+            ..Policy::default()
+        })
+        .build()
+        .unwrap();
+    let node_a = ServiceProviderRegistrations::new(caching);
+    let node_b = ServiceProviderRegistrations::new(world.ciam.clone());
+    node_b
+        .register(&world.admin, &sp_metadata(SP_ENTITY, SP_ACS), options())
+        .await
+        .unwrap();
+    assert_eq!(acs(&node_a).await.as_deref(), Some(SP_ACS));
+
+    // Node B moves the ACS: node A keeps the registration it read for up to five seconds.
+    let moved = "https://app.example.test/saml/acs-v2";
+    node_b
+        .update(
+            &world.admin,
+            SP_ENTITY,
+            Some(&sp_metadata(SP_ENTITY, moved)),
+            options(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(acs(&node_b).await.as_deref(), Some(moved));
+    assert_eq!(acs(&node_a).await.as_deref(), Some(SP_ACS));
+    clock.advance(chrono::Duration::seconds(4));
+    assert_eq!(acs(&node_a).await.as_deref(), Some(SP_ACS));
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(acs(&node_a).await.as_deref(), Some(moved));
+
+    // A change made through node A is seen there at once.
+    node_a
+        .update(
+            &world.admin,
+            SP_ENTITY,
+            Some(&sp_metadata(SP_ENTITY, SP_ACS)),
+            options(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(acs(&node_a).await.as_deref(), Some(SP_ACS));
+
+    // Removed on node B: node A refuses the SP once its copy is five seconds old.
+    node_b.remove(&world.admin, SP_ENTITY).await.unwrap();
+    assert_eq!(acs(&node_a).await.as_deref(), Some(SP_ACS));
+    clock.advance(chrono::Duration::seconds(5));
+    assert_eq!(acs(&node_a).await, None);
+}
+
+/// The first ACS of the test SP as `node` sees it, if registered.
+async fn acs(node: &ServiceProviderRegistrations) -> Option<String> {
+    ServiceProviderRegistry::get(node, SP_ENTITY)
+        .await
+        .unwrap()
+        .map(|sp| sp.assertion_consumer_services[0].location.clone())
+}

@@ -220,7 +220,7 @@ checks! {
     queries::identity_search => "search_identities: email prefix or name, case-insensitive, ordered by email, limited",
     queries::membership_lookups => "memberships by id, by (identity, organization) and by identity",
     queries::batch_lookups => "batch reads: identities by many emails, memberships of many identities in an organization, open invitations for many emails; lists of any length",
-    queries::identity_access => "an identity with its memberships, organizations and contracts in one read",
+    queries::identity_access => "an identity with its memberships, organizations and contracts in one read; the same by session token",
     queries::members_pagination => "members_of_organization: ordered by email, keyset pages cover everyone once",
     queries::services_and_roles => "services and business roles by id and key, ordered by key",
     queries::invitation_queries => "invitations by token, by organization (newest first), by status (oldest first), open by email",

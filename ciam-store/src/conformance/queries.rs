@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use ciam_core::authz::Actor;
 use ciam_core::invitations::InvitationStatus;
 use ciam_core::registrations::RequestStatus;
-use ciam_core::store::{ChangeSet, EventQuery, PageRequest, RecordRef, Store};
+use ciam_core::store::{ChangeSet, EventQuery, PageRequest, RecordRef, SessionAccess, Store};
 
 use super::builders::{Fixture, at, domain, email, t0};
 use super::commit::put;
@@ -647,6 +647,50 @@ pub(crate) async fn identity_access(store: Arc<dyn Store>) -> Outcome {
             .await?,
         None,
         "an unknown identity"
+    );
+
+    // The same records by session token, in one read: exactly the session by its token with
+    // the identity's access; no access when the identity is gone; nothing for an unknown token.
+    let ann_session = f.session(ann.id, at(10));
+    let cy_session = f.session(cy.id, at(11));
+    let gone_session = f.session(
+        f.identity("gone@access.example", "Gone", "Away")?.id,
+        at(12),
+    );
+    store
+        .commit(put([
+            ann_session.clone().into(),
+            cy_session.clone().into(),
+            gone_session.clone().into(),
+        ]))
+        .await?;
+    for session in [&ann_session, &cy_session, &gone_session] {
+        let read = store
+            .session_access(&session.token_hash)
+            .await?
+            .ok_or_else(|| Fail("no session access for a stored session".into()))?;
+        let expected = SessionAccess {
+            session: store
+                .session_by_token(&session.token_hash)
+                .await?
+                .ok_or_else(|| Fail("a stored session not found by its token".into()))?,
+            access: store.identity_access(session.identity).await?,
+        };
+        ensure_eq!(
+            read,
+            expected,
+            "session_access is session_by_token with identity_access"
+        );
+    }
+    let gone = store.session_access(&gone_session.token_hash).await?;
+    ensure!(
+        gone.as_ref().is_some_and(|read| read.access.is_none()),
+        "a session whose identity is gone: got {gone:?}"
+    );
+    ensure_eq!(
+        store.session_access(&f.token_hash()).await?,
+        None,
+        "an unknown session token"
     );
     Ok(())
 }

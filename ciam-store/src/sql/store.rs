@@ -19,7 +19,8 @@ use ciam_core::sessions::Session;
 use ciam_core::settings::{Setting, SettingKind};
 use ciam_core::store::{
     ChangeSet, EventQuery, IdempotencyRecord, IdentityAccess, Member, MembershipAccess,
-    OutboxEntry, Page, PageRequest, Record, ReleaseOutcome, Store, StoreError, StoredEvent,
+    OutboxEntry, Page, PageRequest, Record, ReleaseOutcome, SessionAccess, Store, StoreError,
+    StoredEvent,
 };
 use serde::de::DeserializeOwned;
 
@@ -1031,6 +1032,87 @@ impl Store for SqlStore {
             args![token_hash.to_hex()],
         )
         .await
+    }
+
+    async fn session_access(
+        &self,
+        token_hash: &TokenHash,
+    ) -> Result<Option<SessionAccess>, StoreError> {
+        // One round trip for the session check of every request: the session, its identity
+        // with memberships and organizations, and the contracts of those organizations, each
+        // row tagged with its part ('s', 'i', 'c') and ordered within its part as the single
+        // reads order them.
+        let hash = token_hash.to_hex();
+        let rows = self
+            .read()
+            .fetch_all(
+                "SELECT 's', s.data, NULL, NULL, 0, '' FROM sessions s WHERE s.token_hash = ? \
+                 UNION ALL \
+                 SELECT 'i', i.data, m.data, o.data, m.created_at, m.id FROM sessions s \
+                 JOIN identities i ON i.id = s.identity_id \
+                 LEFT JOIN memberships m ON m.identity_id = i.id \
+                 LEFT JOIN organizations o ON o.id = m.organization_id \
+                 WHERE s.token_hash = ? \
+                 UNION ALL \
+                 SELECT 'c', c.data, NULL, NULL, c.created_at, c.id FROM sessions s \
+                 JOIN memberships m ON m.identity_id = s.identity_id \
+                 JOIN contracts c ON c.organization_id = m.organization_id \
+                 WHERE s.token_hash = ? \
+                 ORDER BY 1, 5, 6",
+                args![hash.clone(), hash.clone(), hash],
+            )
+            .await?;
+        let mut session: Option<Session> = None;
+        let mut identity: Option<Identity> = None;
+        let mut memberships = Vec::new();
+        let mut contracts: Vec<Contract> = Vec::new();
+        for row in &rows {
+            match row.text(0)?.as_str() {
+                "s" => session = Some(from_json(&row.text(1)?)?),
+                "i" => {
+                    if identity.is_none() {
+                        identity = Some(from_json(&row.text(1)?)?);
+                    }
+                    let Some(membership) = row.opt_text(2)? else {
+                        continue;
+                    };
+                    let organization = match row.opt_text(3)? {
+                        Some(organization) => Some(from_json::<Organization>(&organization)?),
+                        None => None,
+                    };
+                    memberships.push(MembershipAccess {
+                        membership: from_json(&membership)?,
+                        organization,
+                        contracts: Vec::new(),
+                    });
+                }
+                "c" => contracts.push(from_json(&row.text(1)?)?),
+                other => {
+                    return Err(StoreError::corrupt(format_args!(
+                        "session access: unknown row part {other:?}"
+                    )));
+                }
+            }
+        }
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        let access = identity.map(|identity| {
+            for entry in &mut memberships {
+                if let Some(organization) = &entry.organization {
+                    entry.contracts = contracts
+                        .iter()
+                        .filter(|contract| contract.organization == organization.id)
+                        .cloned()
+                        .collect();
+                }
+            }
+            IdentityAccess {
+                identity,
+                memberships,
+            }
+        });
+        Ok(Some(SessionAccess { session, access }))
     }
 
     async fn sessions_of_identity(&self, identity: IdentityId) -> Result<Vec<Session>, StoreError> {

@@ -323,7 +323,15 @@ pub struct Config {
     pub passwords: PasswordSettings,
     /// Account security settings.
     pub security: SecuritySettings,
+    /// How long services, business roles and SAML SP registrations read from the database
+    /// are reused (`[cache] catalog_seconds`, default [`DEFAULT_CATALOG_CACHE_SECONDS`]): see
+    /// [`ciam_core::Policy::catalog_max_age`].
+    pub catalog_cache: Duration,
 }
+
+/// The default of `[cache] catalog_seconds`: a change made on one node reaches the single
+/// sign-ons of the others within this time; on its own node at once.
+pub const DEFAULT_CATALOG_CACHE_SECONDS: i64 = 5;
 
 impl Config {
     /// A configuration for tests and embedding: the given base URL and database, demo mode
@@ -349,6 +357,7 @@ impl Config {
             saml_keys: None,
             passwords: PasswordSettings::default(),
             security: SecuritySettings::default(),
+            catalog_cache: Duration::seconds(DEFAULT_CATALOG_CACHE_SECONDS),
         }
     }
 
@@ -379,6 +388,7 @@ impl Config {
         policy.password.breach_check_failure = self.passwords.breached_list_unavailable;
         policy.sessions.idle_timeout = self.lifetimes.session_idle;
         policy.sessions.absolute_timeout = self.lifetimes.session_absolute;
+        policy.catalog_max_age = self.catalog_cache;
         policy
     }
 }

@@ -51,7 +51,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .await
         .ok()
         .map(|letters| letters.len());
-    let body = state.metrics.render(outbox_depth, dead_letters);
+    let queues = state.outgoing.as_ref().map(|outgoing| QueueDepths {
+        mail: outgoing.mail.pending(),
+        sms: outgoing.sms.pending(),
+    });
+    let body = state.metrics.render(outbox_depth, dead_letters, queues);
     (
         [(
             header::CONTENT_TYPE,
@@ -203,8 +207,14 @@ impl Metrics {
         });
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, outbox_depth: Option<u64>, dead_letters: Option<usize>) -> String {
+    /// The Prometheus text exposition. `queues` is absent where messages are not queued (demo
+    /// mode writes them to the dev mailbox and SMS outbox).
+    pub fn render(
+        &self,
+        outbox_depth: Option<u64>,
+        dead_letters: Option<usize>,
+        queues: Option<QueueDepths>,
+    ) -> String {
         let mut out = String::new();
         self.with(|inner| {
             let _ = writeln!(
@@ -288,8 +298,33 @@ impl Metrics {
         if let Some(dead) = dead_letters {
             let _ = writeln!(out, "smartplan_outbox_dead_letters {dead}");
         }
+        if let Some(queues) = queues {
+            let _ = writeln!(
+                out,
+                "# HELP smartplan_outgoing_queue_depth Mail and SMS accepted but not yet handed to their transport (queued or waiting for a retry).\n# TYPE smartplan_outgoing_queue_depth gauge"
+            );
+            let _ = writeln!(
+                out,
+                "smartplan_outgoing_queue_depth{{channel=\"mail\"}} {}",
+                queues.mail
+            );
+            let _ = writeln!(
+                out,
+                "smartplan_outgoing_queue_depth{{channel=\"sms\"}} {}",
+                queues.sms
+            );
+        }
         out
     }
+}
+
+/// Messages waiting in the outgoing queues (see [`crate::outgoing::Outgoing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Mail not yet handed to SMTP.
+    pub mail: usize,
+    /// SMS not yet handed to the gateway.
+    pub sms: usize,
 }
 
 /// A label value with `\`, `"` and newlines escaped.

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Config, GoogleConfig, IpNetwork, Lifetimes, Limits, PasswordSettings, Redacted, SamlKeyFiles,
-    SecuritySettings, ServerSecret, SmsConfig, SmtpConfig, SmtpSecurity, WebhookConfig,
+    Config, DEFAULT_CATALOG_CACHE_SECONDS, GoogleConfig, IpNetwork, Lifetimes, Limits,
+    PasswordSettings, Redacted, SamlKeyFiles, SecuritySettings, ServerSecret, SmsConfig,
+    SmtpConfig, SmtpSecurity, WebhookConfig,
 };
 
 /// The prefix of the environment variables.
@@ -126,6 +127,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
     passwords: RawPasswords,
     #[serde(default)]
     security: RawSecurity,
@@ -149,6 +152,12 @@ struct RawSessions {
 struct RawTokens {
     invitation_days: Option<i64>,
     code_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    catalog_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +265,7 @@ const ENV_KEYS: &[&str] = &[
     "tokens.code_minutes",
     "limits.body_bytes",
     "limits.upload_bytes",
+    "cache.catalog_seconds",
     "security.reauthentication_minutes",
     "security.require_mfa",
     "passwords.context_words",
@@ -317,6 +327,7 @@ fn apply_env(raw: &mut RawConfig, env: &BTreeMap<String, String>) -> Result<(), 
             "tokens.code_minutes" => raw.tokens.code_minutes = Some(number(key, &text)?),
             "limits.body_bytes" => raw.limits.body_bytes = Some(number(key, &text)?),
             "limits.upload_bytes" => raw.limits.upload_bytes = Some(number(key, &text)?),
+            "cache.catalog_seconds" => raw.cache.catalog_seconds = Some(number(key, &text)?),
             "security.require_mfa" => raw.security.require_mfa = Some(text),
             "security.reauthentication_minutes" => {
                 raw.security.reauthentication_minutes = Some(number(key, &text)?);
@@ -503,6 +514,16 @@ impl RawConfig {
                 "the idle timeout must not be longer than the absolute lifetime",
             ));
         }
+        let catalog_cache = match self.cache.catalog_seconds {
+            None => Duration::seconds(DEFAULT_CATALOG_CACHE_SECONDS),
+            Some(seconds @ 0..=300) => Duration::seconds(seconds),
+            Some(_) => {
+                return Err(invalid(
+                    "cache.catalog_seconds",
+                    "must be between 0 (read on every request) and 300",
+                ));
+            }
+        };
         let default_limits = Limits::default();
         let limits = Limits {
             body_bytes: self.limits.body_bytes.unwrap_or(default_limits.body_bytes),
@@ -595,6 +616,7 @@ impl RawConfig {
             trusted_proxies,
             lifetimes,
             limits,
+            catalog_cache,
             smtp,
             sms,
             google,

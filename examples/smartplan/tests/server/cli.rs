@@ -78,6 +78,44 @@ fn a_full_file_loads_and_the_environment_overrides_it() {
 }
 
 #[test]
+fn the_catalog_cache_defaults_to_five_seconds_and_is_bounded() {
+    let default = ConfigSource {
+        file: Some(file(FULL).path().to_owned()),
+        env: BTreeMap::new(),
+    }
+    .load()
+    .unwrap();
+    assert_eq!(default.catalog_cache, chrono::Duration::seconds(5));
+    assert_eq!(
+        default.policy().catalog_max_age,
+        chrono::Duration::seconds(5)
+    );
+    let config_file = file(&format!("{FULL}\n[cache]\ncatalog_seconds = 30\n"));
+    let from_file = ConfigSource {
+        file: Some(config_file.path().to_owned()),
+        env: BTreeMap::new(),
+    }
+    .load()
+    .unwrap();
+    assert_eq!(from_file.catalog_cache, chrono::Duration::seconds(30));
+    let off = ConfigSource {
+        file: Some(config_file.path().to_owned()),
+        env: env(&[("SMARTPLAN_CACHE_CATALOG_SECONDS", "0")]),
+    }
+    .load()
+    .unwrap();
+    assert_eq!(off.policy().catalog_max_age, chrono::Duration::zero());
+    for wrong in ["-1", "301"] {
+        let error = error_of(FULL, &[("SMARTPLAN_CACHE_CATALOG_SECONDS", wrong)]);
+        assert!(
+            error.to_string().contains("cache.catalog_seconds")
+                && error.to_string().contains("between 0"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn environment_only_configuration_works() {
     let config = ConfigSource {
         file: None,

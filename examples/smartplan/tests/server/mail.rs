@@ -150,7 +150,7 @@ async fn an_invitation_goes_through_smtp_and_its_link_works() {
     assert!(
         app.state
             .metrics
-            .render(None, None)
+            .render(None, None, None)
             .contains("smartplan_mail_total{result=\"sent\"} 1")
     );
 }
@@ -216,6 +216,12 @@ async fn a_batch_answers_before_its_mail_goes_out_and_all_of_it_arrives_after() 
     );
     assert_eq!(outgoing.mail.sent(), 0, "nothing delivered yet");
     assert_eq!(outgoing.mail.pending(), 40);
+    let metrics = queue_metrics(&state).await;
+    assert!(
+        metrics.contains("smartplan_outgoing_queue_depth{channel=\"mail\"} 40")
+            && metrics.contains("smartplan_outgoing_queue_depth{channel=\"sms\"} 0"),
+        "{metrics}"
+    );
 
     let (sender, mut received) = mpsc::channel(64);
     let sink = tokio::spawn(smtp_sink(listener, sender));
@@ -239,5 +245,28 @@ async fn a_batch_answers_before_its_mail_goes_out_and_all_of_it_arrives_after() 
     assert_eq!(drained.left, 0);
     assert_eq!(outgoing.mail.sent(), 40);
     assert!(received.try_recv().is_err(), "nothing twice");
+    let metrics = queue_metrics(&state).await;
+    assert!(
+        metrics.contains("smartplan_outgoing_queue_depth{channel=\"mail\"} 0"),
+        "{metrics}"
+    );
     sink.abort();
+}
+
+/// The server's `/metrics` text.
+async fn queue_metrics(state: &smartplan::state::AppState) -> String {
+    use tower::ServiceExt;
+
+    let response = smartplan::app::app(state.clone())
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
 }
