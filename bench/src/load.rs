@@ -175,6 +175,8 @@ pub struct LoadResult {
     pub p99_ms: f64,
     /// Operations measured.
     pub count: usize,
+    /// Operations done in all, the warm-up's and those around the window included.
+    pub all: usize,
     /// A session cookie value from the phase (password logins).
     pub session_cookie: Option<String>,
 }
@@ -301,6 +303,7 @@ pub async fn password_logins(
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut completed = 0usize;
+            let mut all = 0usize;
             let mut session = None;
             loop {
                 let began = Instant::now();
@@ -308,6 +311,7 @@ pub async fn password_logins(
                     break;
                 }
                 session = Some(client.sign_in(&email).await?);
+                all += 1;
                 let ended = Instant::now();
                 // The rate counts the logins that end inside the window (in a steady state
                 // that is the throughput; counting only logins that also began inside it
@@ -320,17 +324,19 @@ pub async fn password_logins(
                     }
                 }
             }
-            Ok::<_, BenchError>((completed, latencies, session))
+            Ok::<_, BenchError>((completed, all, latencies, session))
         }));
     }
     let mut latencies = Vec::new();
     let mut completed = 0usize;
+    let mut all = 0usize;
     let mut session_cookie = None;
     for task in tasks {
-        let (done, mine, session) = task
+        let (done, done_in_all, mine, session) = task
             .await
             .map_err(|_| BenchError::Step("a login client failed".into()))??;
         completed += done;
+        all += done_in_all;
         latencies.extend(mine);
         session_cookie = session_cookie.or(session);
     }
@@ -340,6 +346,7 @@ pub async fn password_logins(
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
         count: completed,
+        all,
         session_cookie,
     })
 }
@@ -453,6 +460,7 @@ fn parse_wrk(text: &str) -> Result<LoadResult> {
         p50_ms: latency("50%")?,
         p99_ms: latency("99%")?,
         count,
+        all: count,
         session_cookie: None,
     })
 }
@@ -521,4 +529,30 @@ mod tests {
         );
         assert!(parse_wrk(&failed).is_err());
     }
+}
+
+/// The server's argon2id work counters (`smartplan_password_work_total` on `/metrics`): new
+/// hashes, verifications at the current parameters, other verifications.
+pub async fn password_work(base: &str) -> Result<[u64; 3]> {
+    let body = client()?
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .map_err(BenchError::http("GET /metrics"))?
+        .text()
+        .await
+        .map_err(BenchError::http("GET /metrics"))?;
+    let mut work = [0u64; 3];
+    for (slot, kind) in work
+        .iter_mut()
+        .zip(["hash", "current_verification", "other_verification"])
+    {
+        let name = format!("smartplan_password_work_total{{kind=\"{kind}\"}} ");
+        *slot = body
+            .lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .and_then(|value| value.trim().parse().ok())
+            .ok_or_else(|| BenchError::Step(format!("no {name}on /metrics")))?;
+    }
+    Ok(work)
 }

@@ -713,9 +713,24 @@ pub(crate) async fn members_pagination(store: Arc<dyn Store>) -> Outcome {
         let person = f.identity(&address, "Member", &format!("No{n}"))?;
         let membership = f.membership(person.id, org.id);
         expected.push((person.email.normalized().to_owned(), membership.id));
-        store
-            .commit(put([person.into(), membership.into()]))
-            .await?;
+        match n % 5 {
+            // A membership stored before its identity, in an earlier commit ...
+            0 => {
+                store.commit(put([membership.into()])).await?;
+                store.commit(put([person.into()])).await?;
+            }
+            // ... or earlier in the same change set: listed by the identity's email all the same.
+            1 => {
+                store
+                    .commit(put([membership.into(), person.into()]))
+                    .await?;
+            }
+            _ => {
+                store
+                    .commit(put([person.into(), membership.into()]))
+                    .await?;
+            }
+        }
     }
     for n in 0..3 {
         let person = f.identity(&format!("outsider{n}@other.example"), "Out", "Sider")?;

@@ -374,11 +374,15 @@ async fn apply_changes(
             }
             if !new_identities.is_empty() {
                 // Memberships written before their identity (earlier in this change set, or in
-                // an earlier commit) get its email now: one statement for the whole group.
+                // an earlier commit) have no email yet; they get it now, in one statement for
+                // the whole group. Only such memberships are looked at, through the small
+                // partial index `ix_memberships_without_email`: filtered on identity_id alone,
+                // PostgreSQL chose a full scan of memberships for every group while a growing
+                // table had no statistics yet, and an import slowed down with every chunk.
                 let sql = format!(
                     "UPDATE memberships SET member_email = \
                      (SELECT email_normalized FROM identities WHERE identities.id = memberships.identity_id) \
-                     WHERE identity_id IN ({})",
+                     WHERE member_email IS NULL AND identity_id IN ({})",
                     placeholders(new_identities.len())
                 );
                 tx.execute(&sql, new_identities).await?;

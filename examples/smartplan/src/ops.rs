@@ -51,11 +51,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .await
         .ok()
         .map(|letters| letters.len());
-    let queues = state.outgoing.as_ref().map(|outgoing| QueueDepths {
-        mail: outgoing.mail.pending(),
-        sms: outgoing.sms.pending(),
-    });
-    let body = state.metrics.render(outbox_depth, dead_letters, queues);
+    let readings = Readings {
+        outbox_depth,
+        dead_letters,
+        queues: state.outgoing.as_ref().map(|outgoing| QueueDepths {
+            mail: outgoing.mail.pending(),
+            sms: outgoing.sms.pending(),
+        }),
+        password_work: Some(state.ciam.password_hasher().work()),
+    };
+    let body = state.metrics.render(&readings);
     (
         [(
             header::CONTENT_TYPE,
@@ -207,14 +212,14 @@ impl Metrics {
         });
     }
 
-    /// The Prometheus text exposition. `queues` is absent where messages are not queued (demo
-    /// mode writes them to the dev mailbox and SMS outbox).
-    pub fn render(
-        &self,
-        outbox_depth: Option<u64>,
-        dead_letters: Option<usize>,
-        queues: Option<QueueDepths>,
-    ) -> String {
+    /// The Prometheus text exposition of these counters and of `readings`.
+    pub fn render(&self, readings: &Readings) -> String {
+        let Readings {
+            outbox_depth,
+            dead_letters,
+            queues,
+            password_work,
+        } = *readings;
         let mut out = String::new();
         self.with(|inner| {
             let _ = writeln!(
@@ -298,6 +303,22 @@ impl Metrics {
         if let Some(dead) = dead_letters {
             let _ = writeln!(out, "smartplan_outbox_dead_letters {dead}");
         }
+        if let Some(work) = password_work {
+            let _ = writeln!(
+                out,
+                "# HELP smartplan_password_work_total argon2id work done by this process: new hashes, verifications at the current parameters, verifications of other hashes (imported or outdated).\n# TYPE smartplan_password_work_total counter"
+            );
+            for (kind, count) in [
+                ("hash", work.hashes),
+                ("current_verification", work.current_verifications),
+                ("other_verification", work.other_verifications),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "smartplan_password_work_total{{kind=\"{kind}\"}} {count}"
+                );
+            }
+        }
         if let Some(queues) = queues {
             let _ = writeln!(
                 out,
@@ -316,6 +337,20 @@ impl Metrics {
         }
         out
     }
+}
+
+/// What `/metrics` reads at the moment it answers, besides the counters of [`Metrics`]; an
+/// absent reading is left out of the text.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Readings {
+    /// Events waiting for delivery to the CRM.
+    pub outbox_depth: Option<u64>,
+    /// Events that could not be delivered.
+    pub dead_letters: Option<usize>,
+    /// The outgoing queues (absent in demo mode: messages go to the dev mailbox and outbox).
+    pub queues: Option<QueueDepths>,
+    /// The password hasher's work since start-up.
+    pub password_work: Option<ciam_core::credentials::HashingWork>,
 }
 
 /// Messages waiting in the outgoing queues (see [`crate::outgoing::Outgoing`]).

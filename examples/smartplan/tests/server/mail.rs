@@ -150,7 +150,7 @@ async fn an_invitation_goes_through_smtp_and_its_link_works() {
     assert!(
         app.state
             .metrics
-            .render(None, None, None)
+            .render(&smartplan::ops::Readings::default())
             .contains("smartplan_mail_total{result=\"sent\"} 1")
     );
 }

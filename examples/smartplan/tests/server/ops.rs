@@ -31,6 +31,26 @@ async fn readyz_and_metrics_answer() {
     assert!(body.contains("smartplan_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"), "{body}");
     assert!(body.contains("smartplan_outbox_depth "), "{body}");
     assert!(body.contains("smartplan_outbox_dead_letters 0"), "{body}");
+    // The password hasher's work, counted: one new hash and one verification at the current
+    // parameters more after hashing and checking one password.
+    let work = |body: &str, kind: &str| -> u64 {
+        let name = format!("smartplan_password_work_total{{kind=\"{kind}\"}} ");
+        let line = body.lines().find(|line| line.starts_with(&name)).unwrap();
+        line[name.len()..].parse().unwrap()
+    };
+    let (hashes, verifications) = (work(&body, "hash"), work(&body, "current_verification"));
+    let hasher = app.state.ciam.password_hasher();
+    let random = app.state.ciam.random().as_ref();
+    let password = ciam_core::credentials::Password::new("a long enough password");
+    let stored = hasher.hash(&password, random).await.unwrap();
+    hasher.verify(&password, &stored, random).await.unwrap();
+    let body = client.get("/metrics").await.body;
+    assert_eq!(work(&body, "hash"), hashes + 1, "{body}");
+    assert_eq!(
+        work(&body, "current_verification"),
+        verifications + 1,
+        "{body}"
+    );
 }
 
 #[test]

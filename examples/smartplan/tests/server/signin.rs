@@ -225,7 +225,7 @@ async fn scott_signs_in_with_his_password_and_lands_on_his_account() {
     assert!(
         app.state
             .metrics
-            .render(None, None, None)
+            .render(&smartplan::ops::Readings::default())
             .contains("smartplan_logins_total{method=\"signin\",result=\"success\"} 1")
     );
 }
