@@ -511,26 +511,6 @@ pub async fn sweep_sessions(base: &str, tokens: &[String]) -> Result<f64> {
     Ok(tokens.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_wrk_output() {
-        let text = "Running 2s test @ http://127.0.0.1:1/account\n  1 threads and 8 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     2.01ms  400.00us   9.00ms   90.00%\n    Req/Sec     3.98k   100.00     4.10k    80.00%\n  Latency Distribution\n     50%  850.00us\n     75%    2.10ms\n     90%    2.50ms\n     99%    1.20s\n  7960 requests in 2.00s, 10.00MB read\nRequests/sec:   3979.50\nTransfer/sec:      5.00MB\n";
-        let result = parse_wrk(text).unwrap();
-        assert!((result.rate - 3979.5).abs() < 1e-9);
-        assert!((result.p50_ms - 0.85).abs() < 1e-9);
-        assert!((result.p99_ms - 1200.0).abs() < 1e-9);
-        assert_eq!(result.count, 7960);
-        let failed = text.replace(
-            "Requests/sec",
-            "  Non-2xx or 3xx responses: 3\nRequests/sec",
-        );
-        assert!(parse_wrk(&failed).is_err());
-    }
-}
-
 /// The server's argon2id work counters (`smartplan_password_work_total` on `/metrics`): new
 /// hashes, verifications at the current parameters, other verifications.
 pub async fn password_work(base: &str) -> Result<[u64; 3]> {
@@ -555,4 +535,24 @@ pub async fn password_work(base: &str) -> Result<[u64; 3]> {
             .ok_or_else(|| BenchError::Step(format!("no {name}on /metrics")))?;
     }
     Ok(work)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_output() {
+        let text = "Running 2s test @ http://127.0.0.1:1/account\n  1 threads and 8 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     2.01ms  400.00us   9.00ms   90.00%\n    Req/Sec     3.98k   100.00     4.10k    80.00%\n  Latency Distribution\n     50%  850.00us\n     75%    2.10ms\n     90%    2.50ms\n     99%    1.20s\n  7960 requests in 2.00s, 10.00MB read\nRequests/sec:   3979.50\nTransfer/sec:      5.00MB\n";
+        let result = parse_wrk(text).unwrap();
+        assert!((result.rate - 3979.5).abs() < 1e-9);
+        assert!((result.p50_ms - 0.85).abs() < 1e-9);
+        assert!((result.p99_ms - 1200.0).abs() < 1e-9);
+        assert_eq!(result.count, 7960);
+        let failed = text.replace(
+            "Requests/sec",
+            "  Non-2xx or 3xx responses: 3\nRequests/sec",
+        );
+        assert!(parse_wrk(&failed).is_err());
+    }
 }
