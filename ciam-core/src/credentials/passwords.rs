@@ -1,5 +1,5 @@
-//! Password hashing with argon2id: OWASP parameters by default, off the async executor, at
-//! most one hash per core at a time, each blocking thread reusing its argon2 memory buffer.
+//! Password hashing with argon2id: OWASP parameters by default, off the async executor on the
+//! hasher's own threads (one per core), each reusing its argon2 memory buffer.
 
 use std::fmt;
 use std::sync::Arc;
@@ -108,7 +108,7 @@ pub enum PasswordError {
     /// The argon2 parameters are out of range.
     #[error("invalid password hashing parameters")]
     InvalidParams,
-    /// Hashing could not run (the blocking pool is gone).
+    /// Hashing could not run (the hashing threads are gone).
     #[error("password hashing is unavailable")]
     Unavailable,
 }
@@ -274,11 +274,50 @@ struct WorkCounters {
     other_verifications: AtomicU64,
 }
 
-/// Hashes and verifies passwords on the blocking pool, at most one hash per core at a time.
+/// A job for the hashing threads.
+type HashingJob = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash: as many as hashes may run at once, started with the hasher and
+/// stopped when its last clone is dropped. The same few threads do every hash, each reusing
+/// its argon2 memory, instead of whichever threads of Tokio's blocking pool are free.
+struct HashingThreads {
+    jobs: std::sync::mpsc::Sender<HashingJob>,
+}
+
+impl HashingThreads {
+    fn start(count: usize) -> Result<Self, PasswordError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<HashingJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..count.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("ciam-argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        // One idle thread waits on the queue; the others wait for the lock.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            // Every hasher clone is gone.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|_| PasswordError::Unavailable)?;
+        }
+        Ok(Self { jobs })
+    }
+}
+
+/// Hashes and verifies passwords on its own threads, at most one hash per core at a time.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: PasswordParams,
     permits: Arc<Semaphore>,
+    threads: Arc<HashingThreads>,
     work: Arc<WorkCounters>,
     /// Counts the hashes running at once (tests only).
     #[cfg(test)]
@@ -305,6 +344,7 @@ impl PasswordHasher {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(permits.max(1))),
+            threads: Arc::new(HashingThreads::start(permits)?),
             work: Arc::default(),
             #[cfg(test)]
             gauge: Arc::default(),
@@ -423,13 +463,17 @@ impl PasswordHasher {
             .map_err(|_| PasswordError::Unavailable)?;
         #[cfg(test)]
         let gauge = self.gauge.clone();
-        tokio::task::spawn_blocking(move || {
-            #[cfg(test)]
-            let _running = gauge.enter();
-            work()
-        })
-        .await
-        .map_err(|_| PasswordError::Unavailable)?
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.threads
+            .jobs
+            .send(Box::new(move || {
+                #[cfg(test)]
+                let _running = gauge.enter();
+                // The caller may have gone away meanwhile: nothing to tell then.
+                let _ = done.send(work());
+            }))
+            .map_err(|_| PasswordError::Unavailable)?;
+        result.await.map_err(|_| PasswordError::Unavailable)?
     }
 }
 
@@ -479,7 +523,7 @@ mod legacy {
 }
 
 thread_local! {
-    /// argon2's working memory, kept per blocking thread and reused by every hash and every
+    /// argon2's working memory, kept per hashing thread and reused by every hash and every
     /// verification at the current parameters (no 19 MiB allocation per sign-in).
     static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> =
         const { std::cell::RefCell::new(Vec::new()) };
@@ -776,6 +820,8 @@ mod tests {
     pub(super) struct Gauge {
         running: std::sync::atomic::AtomicUsize,
         peak: std::sync::atomic::AtomicUsize,
+        /// The names of the threads that hashed.
+        threads: std::sync::Mutex<std::collections::BTreeSet<String>>,
     }
 
     pub(super) struct Running<'a>(&'a Gauge);
@@ -785,6 +831,8 @@ mod tests {
             use std::sync::atomic::Ordering::SeqCst;
             let now = self.running.fetch_add(1, SeqCst) + 1;
             self.peak.fetch_max(now, SeqCst);
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            self.threads.lock().unwrap().insert(name);
             Running(self)
         }
     }
@@ -824,6 +872,14 @@ mod tests {
             assert!(
                 peak >= 1 && peak <= permits,
                 "peak {peak} with {permits} permits"
+            );
+            // Every hash ran on the hasher's own threads, never on a Tokio thread.
+            let threads = hasher.gauge.threads.lock().unwrap().clone();
+            assert!(
+                !threads.is_empty()
+                    && threads.len() <= permits
+                    && threads.iter().all(|name| name.starts_with("ciam-argon2-")),
+                "hashed on {threads:?} with {permits} permits"
             );
         }
         // One permit per core by default.
