@@ -456,6 +456,9 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
+        // The threads alone bound how many hashes run at once; the permit also keeps queued
+        // work out of their queue until a thread is free, so a caller that gives up while
+        // waiting (a closed connection) costs no hash.
         let _permit = self
             .permits
             .acquire()

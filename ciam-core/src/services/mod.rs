@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{BusinessRoleId, ServiceId};
 
 pub(crate) use cache::CatalogCache;
+pub use cache::{ReadTicket, RecentReads};
 
 pub use catalog::{BusinessRoleDefinition, Catalog, CatalogError, ServiceDefinition};
 pub use resolution::{ResolvedRoles, RoleResolution, RoleResolutionError};

@@ -77,7 +77,7 @@ impl RoleResolution<'_> {
             .identity_access(identity)
             .await?
             .ok_or(RoleResolutionError::UnknownIdentity)?;
-        self.resolve_with(principal, &access, &service).await
+        self.resolve_with(&access, &service).await
     }
 
     /// Like [`RoleResolution::resolve`] for the records of a person already read (for example
@@ -97,7 +97,7 @@ impl RoleResolution<'_> {
         )
         .into_result()?;
         let service = self.service(service_key).await?;
-        self.resolve_with(principal, access, &service).await
+        self.resolve_with(access, &service).await
     }
 
     /// The service with `key` (through the catalog cache, see [`crate::Policy::catalog_max_age`]).
@@ -109,18 +109,12 @@ impl RoleResolution<'_> {
             .ok_or_else(|| RoleResolutionError::UnknownService(key.to_owned()))
     }
 
+    /// The resolution itself; the callers above have authorized the principal.
     async fn resolve_with(
         &self,
-        principal: &Principal,
         access: &IdentityAccess,
         service: &Service,
     ) -> Result<ResolvedRoles, RoleResolutionError> {
-        authorize(
-            principal,
-            &Action::ManageOwnProfile,
-            &Target::Identity(access.identity.id),
-        )
-        .into_result()?;
         let mut resolved = ResolvedRoles {
             service: Some(service.id),
             ..ResolvedRoles::default()

@@ -8,14 +8,13 @@
 //! setting's id and version, so a change on one node is seen by every other at the next
 //! request.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ciam_core::events::{DomainEvent, EventKind};
 use ciam_core::ids::{EventId, SettingId};
+use ciam_core::services::RecentReads;
 use ciam_core::settings::{Setting, SettingChange, SettingError, SettingKind};
 use ciam_core::store::{RecordRef, StoreErrorKind};
 use ciam_core::{Action, ChangeSet, Ciam, DenyReason, Principal, StoreError, authorize};
@@ -183,8 +182,6 @@ impl From<StoreError> for RegistrationError {
 struct Cached {
     id: SettingId,
     version: u64,
-    /// When the store last confirmed this version.
-    checked_at: DateTime<Utc>,
     service_provider: Arc<ServiceProvider>,
 }
 
@@ -194,10 +191,8 @@ struct Cached {
 /// Build one per process and share it (`Arc`); it is cheap to keep and safe across nodes.
 pub struct ServiceProviderRegistrations {
     ciam: Ciam,
-    cache: Mutex<HashMap<String, Cached>>,
-    /// Bumped by every change made here: a read that began before one does not store what it
-    /// read.
-    generation: AtomicU64,
+    /// The parsed registrations by entity id, with the setting version they were parsed from.
+    cache: RecentReads<String, Cached>,
 }
 
 impl std::fmt::Debug for ServiceProviderRegistrations {
@@ -211,9 +206,8 @@ impl ServiceProviderRegistrations {
     /// Registrations kept in `ciam`'s store (its clock and randomness are used too).
     pub fn new(ciam: Ciam) -> Self {
         Self {
+            cache: RecentReads::new(ciam.policy().catalog_max_age),
             ciam,
-            cache: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
         }
     }
 
@@ -414,15 +408,10 @@ impl ServiceProviderRegistrations {
             .transpose()
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Forgets the cached form of `entity_id` after a change made here (also one that failed:
     /// it may have lost to a concurrent change).
     fn forget(&self, entity_id: &str) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.lock_cache().remove(entity_id);
+        self.cache.forget(entity_id);
     }
 
     /// The SP for the IdP. The parsed form is reused while the setting's id and version are
@@ -434,46 +423,36 @@ impl ServiceProviderRegistrations {
         entity_id: &str,
     ) -> Result<Option<Arc<ServiceProvider>>, RegistrationError> {
         let now = self.ciam.clock().now();
-        let max_age = self.ciam.policy().catalog_max_age;
-        if let Some(cached) = self.lock_cache().get(entity_id) {
-            let age = now - cached.checked_at;
-            if age >= chrono::Duration::zero() && age < max_age {
-                return Ok(Some(Arc::clone(&cached.service_provider)));
-            }
+        if let Some(cached) = self.cache.fresh(entity_id, now) {
+            return Ok(Some(Arc::clone(&cached.service_provider)));
         }
-        let generation = self.generation.load(Ordering::SeqCst);
+        let ticket = self.cache.ticket();
         let Some(setting) = self
             .ciam
             .store()
             .setting(SettingKind::ServiceProvider, entity_id)
             .await?
         else {
-            self.lock_cache().remove(entity_id);
+            self.cache.forget(entity_id);
             return Ok(None);
         };
-        if let Some(cached) = self.lock_cache().get_mut(entity_id) {
-            if cached.id == setting.id && cached.version == setting.version {
-                cached.checked_at = now;
-                return Ok(Some(Arc::clone(&cached.service_provider)));
-            }
-        }
-        let body: RegistrationBody = setting
-            .body_as()
-            .map_err(|e| RegistrationError::Corrupt(e.to_string()))?;
-        let sp = Arc::new(body.service_provider()?);
-        let mut cache = self.lock_cache();
-        if self.generation.load(Ordering::SeqCst) == generation {
-            cache.insert(
-                entity_id.to_owned(),
-                Cached {
+        let cached = match self.cache.any(entity_id) {
+            // The store confirms the parsed form: keep it, read now.
+            Some(cached) if cached.id == setting.id && cached.version == setting.version => cached,
+            _ => {
+                let body: RegistrationBody = setting
+                    .body_as()
+                    .map_err(|e| RegistrationError::Corrupt(e.to_string()))?;
+                Arc::new(Cached {
                     id: setting.id,
                     version: setting.version,
-                    checked_at: now,
-                    service_provider: Arc::clone(&sp),
-                },
-            );
-        }
-        Ok(Some(sp))
+                    service_provider: Arc::new(body.service_provider()?),
+                })
+            }
+        };
+        let service_provider = Arc::clone(&cached.service_provider);
+        self.cache.keep(ticket, entity_id.to_owned(), cached, now);
+        Ok(Some(service_provider))
     }
 }
 

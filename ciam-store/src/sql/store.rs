@@ -440,6 +440,50 @@ async fn apply_changes(
     Ok(())
 }
 
+/// Adds the membership in column `at` of `row` (with its organization in column `at + 1`) to
+/// `memberships`; a row without a membership (an identity without any) adds nothing.
+fn push_membership_access(
+    memberships: &mut Vec<MembershipAccess>,
+    row: &DbRow,
+    at: usize,
+) -> Result<(), StoreError> {
+    let Some(membership) = row.opt_text(at)? else {
+        return Ok(());
+    };
+    let organization = match row.opt_text(at + 1)? {
+        Some(organization) => Some(from_json::<Organization>(&organization)?),
+        None => None,
+    };
+    memberships.push(MembershipAccess {
+        membership: from_json(&membership)?,
+        organization,
+        contracts: Vec::new(),
+    });
+    Ok(())
+}
+
+/// The access records of `identity`: each membership whose organization exists gets that
+/// organization's contracts out of `contracts` (in their order).
+fn identity_access_of(
+    identity: Identity,
+    mut memberships: Vec<MembershipAccess>,
+    contracts: &[Contract],
+) -> IdentityAccess {
+    for entry in &mut memberships {
+        if let Some(organization) = &entry.organization {
+            entry.contracts = contracts
+                .iter()
+                .filter(|contract| contract.organization == organization.id)
+                .cloned()
+                .collect();
+        }
+    }
+    IdentityAccess {
+        identity,
+        memberships,
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn commit(&self, changes: ChangeSet) -> Result<(), StoreError> {
@@ -730,42 +774,20 @@ impl Store for SqlStore {
         let identity: Identity = from_json(&first.text(0)?)?;
         let mut memberships = Vec::with_capacity(rows.len());
         for row in &rows {
-            let Some(membership) = row.opt_text(1)? else {
-                continue;
-            };
-            let organization = match row.opt_text(2)? {
-                Some(organization) => Some(from_json::<Organization>(&organization)?),
-                None => None,
-            };
-            memberships.push(MembershipAccess {
-                membership: from_json(&membership)?,
-                organization,
-                contracts: Vec::new(),
-            });
+            push_membership_access(&mut memberships, row, 1)?;
         }
-        if memberships.iter().any(|m| m.organization.is_some()) {
-            let contracts: Vec<Contract> = self
-                .many(
-                    "SELECT c.data FROM contracts c WHERE c.organization_id IN \
-                     (SELECT m.organization_id FROM memberships m WHERE m.identity_id = ?) \
-                     ORDER BY c.created_at, c.id",
-                    args![id.to_string()],
-                )
-                .await?;
-            for access in &mut memberships {
-                if let Some(organization) = &access.organization {
-                    access.contracts = contracts
-                        .iter()
-                        .filter(|contract| contract.organization == organization.id)
-                        .cloned()
-                        .collect();
-                }
-            }
-        }
-        Ok(Some(IdentityAccess {
-            identity,
-            memberships,
-        }))
+        let contracts: Vec<Contract> = if memberships.iter().any(|m| m.organization.is_some()) {
+            self.many(
+                "SELECT c.data FROM contracts c WHERE c.organization_id IN \
+                 (SELECT m.organization_id FROM memberships m WHERE m.identity_id = ?) \
+                 ORDER BY c.created_at, c.id",
+                args![id.to_string()],
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(identity_access_of(identity, memberships, &contracts)))
     }
 
     async fn members_of_organization(
@@ -1077,18 +1099,7 @@ impl Store for SqlStore {
                     if identity.is_none() {
                         identity = Some(from_json(&row.text(1)?)?);
                     }
-                    let Some(membership) = row.opt_text(2)? else {
-                        continue;
-                    };
-                    let organization = match row.opt_text(3)? {
-                        Some(organization) => Some(from_json::<Organization>(&organization)?),
-                        None => None,
-                    };
-                    memberships.push(MembershipAccess {
-                        membership: from_json(&membership)?,
-                        organization,
-                        contracts: Vec::new(),
-                    });
+                    push_membership_access(&mut memberships, row, 2)?;
                 }
                 "c" => contracts.push(from_json(&row.text(1)?)?),
                 other => {
@@ -1101,21 +1112,7 @@ impl Store for SqlStore {
         let Some(session) = session else {
             return Ok(None);
         };
-        let access = identity.map(|identity| {
-            for entry in &mut memberships {
-                if let Some(organization) = &entry.organization {
-                    entry.contracts = contracts
-                        .iter()
-                        .filter(|contract| contract.organization == organization.id)
-                        .cloned()
-                        .collect();
-                }
-            }
-            IdentityAccess {
-                identity,
-                memberships,
-            }
-        });
+        let access = identity.map(|identity| identity_access_of(identity, memberships, &contracts));
         Ok(Some(SessionAccess { session, access }))
     }
 

@@ -173,29 +173,7 @@ pub(super) async fn confirm(
             page_with(&state, &ctx, &me, next, errors, StatusCode::UNAUTHORIZED).await
         }
         Err(LoginError::Throttled { retry_after, .. }) => {
-            let seconds = u64::try_from(retry_after.num_seconds().max(1)).unwrap_or(1);
-            errors.add(
-                "password",
-                format!(
-                    "too many failed attempts; wait {} and try again",
-                    crate::signin::wait_words(seconds)
-                ),
-            );
-            let mut response = page_with(
-                &state,
-                &ctx,
-                &me,
-                next,
-                errors,
-                StatusCode::TOO_MANY_REQUESTS,
-            )
-            .await?;
-            if let Ok(value) = seconds.to_string().parse() {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, value);
-            }
-            Ok(response)
+            throttled(&state, &ctx, &me, next, "password", retry_after).await
         }
         Err(LoginError::FactorUnavailable) => {
             page_with(&state, &ctx, &me, next, errors, StatusCode::OK).await
@@ -247,34 +225,40 @@ pub(super) async fn second_factor(
             crate::signin::follow(&state, progress, step).await
         }
         Err(LoginError::Throttled { retry_after, .. }) => {
-            let seconds = u64::try_from(retry_after.num_seconds().max(1)).unwrap_or(1);
-            let mut errors = FieldErrors::new();
-            errors.add(
-                "second_factor",
-                format!(
-                    "too many failed attempts; wait {} and try again",
-                    crate::signin::wait_words(seconds)
-                ),
-            );
-            let mut response = page_with(
-                &state,
-                &ctx,
-                &me,
-                next,
-                errors,
-                StatusCode::TOO_MANY_REQUESTS,
-            )
-            .await?;
-            if let Ok(value) = seconds.to_string().parse() {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, value);
-            }
-            Ok(response)
+            throttled(&state, &ctx, &me, next, "second_factor", retry_after).await
         }
         Err(LoginError::WrongStep | LoginError::FactorUnavailable) => {
             page_with(&state, &ctx, &me, next, FieldErrors::new(), StatusCode::OK).await
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// The page again, refusing with 429 and `Retry-After` while the account is throttled; the
+/// message stands at `field`.
+async fn throttled(
+    state: &AppState,
+    ctx: &PageContext,
+    me: &SignedIn,
+    next: String,
+    field: &'static str,
+    retry_after: chrono::Duration,
+) -> Result<Response, WebError> {
+    let seconds = u64::try_from(retry_after.num_seconds().max(1)).unwrap_or(1);
+    let mut errors = FieldErrors::new();
+    errors.add(
+        field,
+        format!(
+            "too many failed attempts; wait {} and try again",
+            crate::signin::wait_words(seconds)
+        ),
+    );
+    let mut response =
+        page_with(state, ctx, me, next, errors, StatusCode::TOO_MANY_REQUESTS).await?;
+    if let Ok(value) = seconds.to_string().parse() {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    Ok(response)
 }

@@ -12,7 +12,7 @@ use ciam_core::secrets::SecretToken;
 use serde_json::json;
 use smartplan::demo::{BETTY, DEMO_PASSWORD, JEREMY};
 
-use crate::support::{self, Client, TestApp, TestResponse};
+use crate::support::{self, Client, TestApp, TestResponse, signed_in};
 
 const MIA: &str = "mia.member@citygroup.example";
 
@@ -47,18 +47,6 @@ async fn post_raw_body(client: &mut Client, path: &str, body: &str) -> TestRespo
                 .unwrap(),
         )
         .await
-}
-
-async fn signed_in(app: &TestApp, client: &Client) -> bool {
-    let Some(token) = client.jar.get("smartplan_session") else {
-        return false;
-    };
-    app.state
-        .ciam
-        .sessions()
-        .validate(&SecretToken::from_presented(token.as_str()))
-        .await
-        .is_ok()
 }
 
 fn refused_as_repeated(response: &TestResponse, name: &str) {

@@ -5,21 +5,9 @@ use axum::http::StatusCode;
 use ciam_core::secrets::SecretToken;
 use smartplan::demo::{BETTY, DEMO_PASSWORD, JEREMY, SCOTT};
 
-use crate::support::{self, Backend, Client, Options, TestApp, TestResponse};
+use crate::support::{self, Backend, Client, Options, TestApp, TestResponse, signed_in};
 
 const PHONE: &str = "+15555550123";
-
-async fn signed_in(app: &TestApp, client: &Client) -> bool {
-    let Some(token) = client.jar.get("smartplan_session") else {
-        return false;
-    };
-    app.state
-        .ciam
-        .sessions()
-        .validate(&SecretToken::from_presented(token.as_str()))
-        .await
-        .is_ok()
-}
 
 async fn enter_email(client: &mut Client, email: &str) -> TestResponse {
     client.post_form("/signin", &[("email", email)]).await

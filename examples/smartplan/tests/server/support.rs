@@ -109,6 +109,21 @@ pub struct TestApp {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// Whether `client`'s session cookie holds a live session.
+pub async fn signed_in(app: &TestApp, client: &Client) -> bool {
+    let Some(token) = client.jar.get("smartplan_session") else {
+        return false;
+    };
+    app.state
+        .ciam
+        .sessions()
+        .validate(&ciam_core::secrets::SecretToken::from_presented(
+            token.as_str(),
+        ))
+        .await
+        .is_ok()
+}
+
 impl TestApp {
     /// The cast (panics when not seeded).
     pub fn cast(&self) -> &Cast {
