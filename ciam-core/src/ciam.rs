@@ -46,6 +46,11 @@ pub struct Policy {
     pub invitation_lifetime: Duration,
     /// How long an emailed or texted verification code works (default 5 minutes).
     pub code_lifetime: Duration,
+    /// The shortest wait between two email verification codes of one person's email change
+    /// (default 30 seconds).
+    pub email_code_resend_interval: Duration,
+    /// Email verification codes per clock hour, per person and per address (default 5).
+    pub email_codes_per_hour: u32,
     /// How long after a contract stops giving access its users who have no access left are
     /// disabled (default 30 days).
     pub access_grace_period: Duration,
@@ -103,6 +108,8 @@ impl Default for Policy {
         Self {
             invitation_lifetime: Duration::days(7),
             code_lifetime: Duration::minutes(5),
+            email_code_resend_interval: Duration::seconds(30),
+            email_codes_per_hour: 5,
             access_grace_period: Duration::days(30),
             webmail_domains: DEFAULT_WEBMAIL_DOMAINS
                 .iter()

@@ -403,7 +403,7 @@ async fn step_up_replaces_the_session() {
     let login = ciam.login();
     let first = signed_in(with_password(&ciam, JEREMY, &password()).await.unwrap());
     assert_eq!(first.session.level(), 1);
-    let second = attempt(login.step_up(&first.token).await.unwrap());
+    let second = attempt(login.step_up(&first.token, None).await.unwrap());
     let sent = attempt(login.send_sms_code(&second).await.unwrap());
     let stepped = signed_in(
         login
@@ -420,6 +420,74 @@ async fn step_up_replaces_the_session() {
     assert!(ciam.sessions().validate(&first.token).await.is_err());
     assert!(ciam.sessions().validate(&stepped.token).await.is_ok());
     let _ = Principal::System;
+}
+
+#[tokio::test]
+async fn wrong_step_up_codes_are_throttled_like_the_sign_ins_second_factor() {
+    let world = World::new().await;
+    city_with_jeremy(&world, false).await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let source = Some("203.0.113.80");
+    let first = signed_in(with_password(&ciam, JEREMY, &password()).await.unwrap());
+    let second = attempt(login.step_up(&first.token, source).await.unwrap());
+    let sent = attempt(login.send_sms_code(&second).await.unwrap());
+    let code = world.sms_code(JEREMY_PHONE);
+    let wrong = OneTimeCode::from_presented(if code.expose() == "111111" {
+        "222222"
+    } else {
+        "111111"
+    });
+    // Five tries per attempt, as at sign-in; each counts for the account and the source.
+    for _ in 0..4 {
+        assert!(matches!(
+            login.verify_sms_code(&sent, &wrong).await,
+            Err(LoginError::WrongCode)
+        ));
+    }
+    assert!(matches!(
+        login.verify_sms_code(&sent, &wrong).await,
+        Err(LoginError::AttemptEnded)
+    ));
+    let failed = world
+        .events()
+        .await
+        .iter()
+        .filter(|e| {
+            matches!(
+                &e.kind,
+                EventKind::SignInFailed {
+                    step: ciam_core::login::FailedStep::SmsCode,
+                    source: Some(s),
+                } if s == "203.0.113.80"
+            )
+        })
+        .count();
+    assert_eq!(failed, 5);
+    // The account is locked now: no new step-up (with more tries) until the wait is over.
+    assert!(matches!(
+        login.step_up(&first.token, source).await,
+        Err(LoginError::Throttled {
+            scope: ciam_core::login::ThrottleScope::Account,
+            ..
+        })
+    ));
+    assert!(matches!(
+        login.step_up(&first.token, None).await,
+        Err(LoginError::Throttled { .. })
+    ));
+    // The session itself is untouched, and the lock is temporary.
+    assert!(ciam.sessions().validate(&first.token).await.is_ok());
+    world.clock.advance(Duration::seconds(2));
+    let again = attempt(login.step_up(&first.token, source).await.unwrap());
+    let sent = attempt(login.send_sms_code(&again).await.unwrap());
+    let stepped = signed_in(
+        login
+            .verify_sms_code(&sent, &world.sms_code(JEREMY_PHONE))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(stepped.session.level(), 2);
 }
 
 #[tokio::test]
@@ -497,6 +565,166 @@ async fn a_phone_set_up_inside_a_sign_in_is_verified_by_its_code_and_completes_i
         panic!("expected the second factor")
     };
     assert_eq!(options, vec![SecondFactor::Sms]);
+}
+
+/// The TOTP credentials stored for `identity`: (confirmed or not) per credential.
+async fn stored_totps(world: &World, identity: ciam_core::ids::IdentityId) -> Vec<bool> {
+    world
+        .store
+        .credentials_of_identity(identity)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| match c.kind {
+            CredentialKind::Totp { confirmed_at, .. } => Some(confirmed_at.is_some()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Jeremy, in City Group that requires MFA, without a phone: his sign-in stops at the
+/// enrolment step; its attempt.
+#[expect(
+    clippy::panic,
+    reason = "test helper: an unexpected step is a failed test"
+)]
+async fn jeremy_at_enrolment(
+    world: &World,
+    ciam: &Ciam,
+) -> (
+    Principal,
+    ciam_core::ids::IdentityId,
+    ciam_core::login::AttemptToken,
+) {
+    let (_, jeremy, jeremy_id) = city_with_jeremy(world, true).await;
+    world
+        .ciam
+        .profile()
+        .remove_phone(&jeremy, jeremy_id)
+        .await
+        .unwrap();
+    let LoginStep::EnrolSecondFactor { attempt: enrol } =
+        with_password(ciam, JEREMY, &password()).await.unwrap()
+    else {
+        panic!("expected the enrolment step")
+    };
+    (jeremy, jeremy_id, enrol)
+}
+
+#[tokio::test]
+async fn an_app_opened_inside_a_sign_in_then_left_for_the_phone_leaves_no_secret_behind() {
+    let world = World::new().await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let (jeremy, jeremy_id, enrol) = jeremy_at_enrolment(&world, &ciam).await;
+
+    // Opening the app's page stores nothing: the secret travels in the attempt.
+    let (app, with_app) = login.enrolment_totp(&enrol).await.unwrap();
+    assert_ne!(with_app, enrol);
+    assert_eq!(stored_totps(&world, jeremy_id).await, Vec::<bool>::new());
+    // An app's setup started on the account page (another tab) and never confirmed.
+    login.enroll_totp(&jeremy, jeremy_id).await.unwrap();
+    assert_eq!(stored_totps(&world, jeremy_id).await, vec![false]);
+
+    // The person chooses the phone instead.
+    let phone = "+358407654321";
+    let sent = attempt(login.enrolment_phone(&with_app, phone).await.unwrap());
+    let code = world.sms_code(phone);
+    // Back to the app's page and again to the phone: the code sent still counts.
+    let (_, back) = login.enrolment_totp(&sent).await.unwrap();
+    assert_eq!(stored_totps(&world, jeremy_id).await, vec![false]);
+    signed_in(login.enrolment_confirm_phone(&back, &code).await.unwrap());
+    assert_eq!(
+        stored_totps(&world, jeremy_id).await,
+        Vec::<bool>::new(),
+        "no unconfirmed secret remains, neither the attempt's nor the account page's"
+    );
+
+    // The attempt's app can no longer be set up with it afterwards.
+    assert!(matches!(
+        login
+            .enrolment_confirm(&with_app, &code_at(&app, &ciam, 0))
+            .await,
+        Err(LoginError::AttemptExpired)
+    ));
+    assert_eq!(stored_totps(&world, jeremy_id).await, Vec::<bool>::new());
+}
+
+#[tokio::test]
+async fn an_app_set_up_inside_a_sign_in_is_stored_only_when_its_first_code_comes_back() {
+    let world = World::new().await;
+    let ciam = auth_ciam(&world, None);
+    let login = ciam.login();
+    let (jeremy, jeremy_id, enrol) = jeremy_at_enrolment(&world, &ciam).await;
+
+    // Without the app's page there is nothing to confirm.
+    assert!(matches!(
+        login.enrolment_confirm(&enrol, "000000").await,
+        Err(LoginError::NoPendingEnrollment)
+    ));
+    let (first, _) = login.enrolment_totp(&enrol).await.unwrap();
+    // Opening the page again replaces the secret: only the newest token's app counts.
+    let (app, with_app) = login.enrolment_totp(&enrol).await.unwrap();
+    assert_ne!(first.secret_base32, app.secret_base32);
+    assert!(matches!(
+        login.enrolment_confirm(&with_app, "000000").await,
+        Err(LoginError::WrongCode)
+    ));
+    assert_eq!(stored_totps(&world, jeremy_id).await, Vec::<bool>::new());
+    // An app's setup started on the account page and never confirmed.
+    login.enroll_totp(&jeremy, jeremy_id).await.unwrap();
+    assert_eq!(stored_totps(&world, jeremy_id).await, vec![false]);
+
+    let (codes, step) = login
+        .enrolment_confirm(&with_app, &code_at(&app, &ciam, 0))
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    let started = signed_in(step);
+    assert_eq!(
+        started.session.methods,
+        vec![AuthMethod::Pwd, AuthMethod::Otp]
+    );
+    // One confirmed app, sealed; the account page's unconfirmed secret is gone.
+    assert_eq!(stored_totps(&world, jeremy_id).await, vec![true]);
+    let stored = serde_json::to_string(
+        &world
+            .store
+            .credentials_of_identity(jeremy_id)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!stored.contains(&app.secret_base32));
+    // A replay of the attempt sets nothing up again (the recovery codes stay those shown).
+    assert!(matches!(
+        login
+            .enrolment_confirm(&with_app, &code_at(&app, &ciam, 1))
+            .await,
+        Err(LoginError::AttemptExpired)
+    ));
+    let after_replay = serde_json::to_string(
+        &world
+            .store
+            .credentials_of_identity(jeremy_id)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(after_replay, stored);
+    // From now on the app is the second step.
+    let LoginStep::SecondFactor { attempt: next, .. } =
+        with_password(&ciam, JEREMY, &password()).await.unwrap()
+    else {
+        panic!("expected the second factor")
+    };
+    world.clock.advance(Duration::seconds(90));
+    signed_in(
+        login
+            .verify_totp(&next, &code_at(&app, &ciam, 0))
+            .await
+            .unwrap(),
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! A person's own profile: name, and email and phone changes that take effect only once the
 //! code sent to the new address or number is confirmed.
 
+use chrono::{DateTime, Duration, Utc};
+
 use crate::authz::{Action, DenyReason, Principal, Target, authorize};
 use crate::ciam::Context;
 use crate::contact::{EmailAddress, PersonName, PhoneNumber, ValidationError};
@@ -37,6 +39,12 @@ pub enum ProfileError {
     /// The code expired or its tries are used up.
     #[error("the code has expired or was entered wrongly too often; ask for a new code")]
     CodeExhausted,
+    /// A code was sent moments ago, or too many this hour (to this person or this address).
+    #[error("no new code can be sent now; try again in {} seconds", retry_after.num_seconds().max(1))]
+    CodesThrottled {
+        /// How long to wait at most.
+        retry_after: Duration,
+    },
     /// The same as now.
     #[error("this is already your current value")]
     Unchanged,
@@ -151,7 +159,10 @@ impl Profile<'_> {
     }
 
     /// Starts an email change: a code goes to the new address; the old one stays until the
-    /// code is confirmed.
+    /// code is confirmed. Codes are spaced and limited (no mail flooding of an address):
+    /// one per [`crate::Policy::email_code_resend_interval`] per person, at most
+    /// [`crate::Policy::email_codes_per_hour`] per clock hour per person and per address;
+    /// beyond that [`ProfileError::CodesThrottled`], and nothing is sent or changed.
     pub async fn request_email_change(
         &self,
         principal: &Principal,
@@ -166,6 +177,7 @@ impl Profile<'_> {
         if self.ctx.store.identity_by_email(&email).await?.is_some() {
             return Err(ProfileError::EmailTaken);
         }
+        email_code_slot(self.ctx, identity, &email).await?;
         let code = OneTimeCode::generate(self.ctx.random.as_ref());
         let expires = self.ctx.now() + self.ctx.policy.code_lifetime;
         person.pending_email = Some(PendingContactChange {
@@ -322,4 +334,57 @@ impl Profile<'_> {
         )
         .await
     }
+}
+
+/// Claims the sending of an email verification code to `email` for `person`, or refuses it:
+/// one per `email_code_resend_interval` per person, at most `email_codes_per_hour` per clock
+/// hour per person and per address (counters in the store, shared by every node).
+async fn email_code_slot(
+    ctx: &Context,
+    person: IdentityId,
+    email: &EmailAddress,
+) -> Result<(), ProfileError> {
+    let now = ctx.now();
+    let max = ctx.policy.email_codes_per_hour;
+    let (start, end) = clock_hour(now);
+    let keys = [
+        format!("profile:email-codes:person:{person}:{}", start.timestamp()),
+        format!(
+            "profile:email-codes:address:{}:{}",
+            email.normalized(),
+            start.timestamp()
+        ),
+    ];
+    let full = ProfileError::CodesThrottled {
+        retry_after: end - now,
+    };
+    // The hour's caps first: a refused request does not hold back the next one.
+    for key in &keys {
+        if ctx.store.counter(key, now).await? >= max {
+            return Err(full);
+        }
+    }
+    let gap = ctx.policy.email_code_resend_interval;
+    if !ctx
+        .store
+        .consume_once(&format!("profile:email-gap:{person}"), now, now + gap)
+        .await?
+    {
+        return Err(ProfileError::CodesThrottled { retry_after: gap });
+    }
+    for key in &keys {
+        if ctx.store.increment_counter(key, now, end).await? > max {
+            return Err(ProfileError::CodesThrottled {
+                retry_after: end - now,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The clock hour containing `now`: its start and end.
+fn clock_hour(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = now.timestamp() - now.timestamp().rem_euclid(3600);
+    let start = DateTime::from_timestamp(start, 0).unwrap_or(now);
+    (start, start + Duration::hours(1))
 }

@@ -120,11 +120,57 @@ pub(crate) enum Stage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         phone: Option<PhoneChallenge>,
     },
+    /// [`Stage::EnrolSecondFactor`] once the authenticator app's page was opened: the same,
+    /// with the app's new secret (sealed), kept here and not in the store until its first code
+    /// comes back.
+    EnrolApp {
+        identity: IdentityId,
+        methods: Vec<AuthMethod>,
+        goal: Goal,
+        /// The phone being verified and the code sent to it, once one was asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone: Option<PhoneChallenge>,
+        /// The app's secret, sealed with the TOTP-secret key.
+        totp: String,
+    },
     /// Reset link (and second factor, when needed) proven; a new password is next.
     NewPassword {
         identity: IdentityId,
         reset_id: String,
     },
+}
+
+impl Stage {
+    /// At the enrolment step (with or without the app's page opened): who, the methods so
+    /// far, the goal, and the phone being set up.
+    pub(crate) fn enrolment(
+        &self,
+    ) -> Option<(IdentityId, &[AuthMethod], &Goal, Option<&PhoneChallenge>)> {
+        match self {
+            Self::EnrolSecondFactor {
+                identity,
+                methods,
+                goal,
+                phone,
+            }
+            | Self::EnrolApp {
+                identity,
+                methods,
+                goal,
+                phone,
+                ..
+            } => Some((*identity, methods, goal, phone.as_ref())),
+            _ => None,
+        }
+    }
+
+    /// The phone being set up at the enrolment step, to replace.
+    pub(crate) fn enrolment_phone_mut(&mut self) -> Option<&mut Option<PhoneChallenge>> {
+        match self {
+            Self::EnrolSecondFactor { phone, .. } | Self::EnrolApp { phone, .. } => Some(phone),
+            _ => None,
+        }
+    }
 }
 
 /// Why a federated attempt goes to the identity provider.

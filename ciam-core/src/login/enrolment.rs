@@ -12,6 +12,10 @@
 //! toward the attempt's tries and the account's throttle like any wrong second-factor code.
 //! Nothing is stored until the code comes back.
 //!
+//! The app's secret, likewise, travels sealed inside the attempt's token (a new token when the
+//! app's page opens) and is stored only when the app's first code comes back: a person who
+//! opens the app's page and then sets up their phone leaves no secret behind.
+//!
 //! Whoever holds the first factor can set the app up, as anyone signing in for the first time
 //! would: this step makes sure no session exists without a second factor, not that the first
 //! factor was not stolen before.
@@ -27,6 +31,7 @@ use crate::login::flow::{
     code_mac, complete, ensure_not_ended, open, seal, second_factor_failed, sms_send_slot,
 };
 use crate::login::throttle::FailedStep;
+use crate::login::totp::{PendingSecret, remove_pending_totps};
 use crate::login::{AttemptToken, Login, LoginError, LoginStep, RecoveryCode, TotpEnrollment};
 use crate::secrets::OneTimeCode;
 use crate::sessions::AuthMethod;
@@ -38,39 +43,64 @@ impl Login<'_> {
         attempt: &AttemptToken,
     ) -> Result<(AttemptState, crate::ids::IdentityId, Vec<AuthMethod>, Goal), LoginError> {
         let state = open(self.ctx, attempt, self.ctx.now())?;
-        let Stage::EnrolSecondFactor {
-            identity,
-            methods,
-            goal,
-            ..
-        } = &state.stage
-        else {
+        let Some((identity, methods, goal, _)) = state.stage.enrolment() else {
             return Err(LoginError::WrongStep);
         };
-        let (identity, methods, goal) = (*identity, methods.clone(), goal.clone());
+        let (methods, goal) = (methods.to_vec(), goal.clone());
         Ok((state, identity, methods, goal))
     }
 
     /// Starts setting up an authenticator app in an attempt at
-    /// [`LoginStep::EnrolSecondFactor`]: a new secret (replacing one started earlier).
+    /// [`LoginStep::EnrolSecondFactor`]: a new secret (replacing one started earlier in the
+    /// attempt), and the attempt's new token, which carries the secret sealed. Nothing is
+    /// stored until the app's first code comes back ([`Login::enrolment_confirm`] with that
+    /// token), so a person who then sets up their phone instead leaves no secret behind.
     pub async fn enrolment_totp(
         &self,
         attempt: &AttemptToken,
-    ) -> Result<TotpEnrollment, LoginError> {
-        let (_, identity, _, _) = self.enrolling(attempt)?;
-        self.start_totp_enrollment(identity).await
+    ) -> Result<(TotpEnrollment, AttemptToken), LoginError> {
+        let ctx = self.ctx;
+        let (mut state, identity, methods, goal) = self.enrolling(attempt)?;
+        ensure_not_ended(ctx, &state, ctx.now()).await?;
+        let (enrollment, sealed_secret) = self.new_totp_secret(identity).await?;
+        let phone = state.stage.enrolment_phone_mut().and_then(Option::take);
+        state.stage = Stage::EnrolApp {
+            identity,
+            methods,
+            goal,
+            phone,
+            totp: sealed_secret,
+        };
+        Ok((enrollment, seal(ctx, &state)?))
     }
 
-    /// Confirms the app with its first code: the recovery codes (show them once) and the next
-    /// step, signed in with the first factor and the app (or, in a reset, the new password).
+    /// Confirms the app set up by [`Login::enrolment_totp`] (its token) with its first code:
+    /// the app becomes the person's second factor, and any unconfirmed secret still stored
+    /// from the account page is removed. Returns the recovery codes (show them once) and the
+    /// next step, signed in with the first factor and the app (or, in a reset, the new
+    /// password). Before the app's page was opened it is
+    /// [`LoginError::NoPendingEnrollment`].
     pub async fn enrolment_confirm(
         &self,
         attempt: &AttemptToken,
         code: &str,
     ) -> Result<(Vec<RecoveryCode>, LoginStep), LoginError> {
         let (state, identity, mut methods, goal) = self.enrolling(attempt)?;
+        ensure_not_ended(self.ctx, &state, self.ctx.now()).await?;
+        let Stage::EnrolApp {
+            totp: sealed_secret,
+            ..
+        } = &state.stage
+        else {
+            return Err(LoginError::NoPendingEnrollment);
+        };
         let codes = self
-            .finish_totp_enrollment(&Actor::Identity(identity), identity, code)
+            .finish_totp_enrollment(
+                &Actor::Identity(identity),
+                identity,
+                code,
+                PendingSecret::Sealed(sealed_secret),
+            )
             .await?;
         if !methods.contains(&AuthMethod::Otp) {
             methods.push(AuthMethod::Otp);
@@ -100,7 +130,7 @@ impl Login<'_> {
         let code = OneTimeCode::generate(ctx.random.as_ref());
         let expires_at = (now + policy.sms_code_lifetime).min(state.expires_at);
         let mac = code_mac(ctx, &state.id, send, &code, Some(&phone));
-        if let Stage::EnrolSecondFactor { phone: pending, .. } = &mut state.stage {
+        if let Some(pending) = state.stage.enrolment_phone_mut() {
             *pending = Some(PhoneChallenge {
                 phone: phone.clone(),
                 sms: SmsChallenge {
@@ -140,11 +170,7 @@ impl Login<'_> {
         let now = ctx.now();
         let (state, identity, mut methods, goal) = self.enrolling(attempt)?;
         ensure_not_ended(ctx, &state, now).await?;
-        let Stage::EnrolSecondFactor {
-            phone: Some(pending),
-            ..
-        } = &state.stage
-        else {
+        let Some((_, _, _, Some(pending))) = state.stage.enrolment() else {
             return Err(LoginError::WrongStep);
         };
         if now >= pending.sms.expires_at {
@@ -194,6 +220,9 @@ impl Login<'_> {
             now,
         ));
         changes.put(person);
+        // An app's secret started on the account page and never confirmed goes too.
+        let credentials = ctx.store.credentials_of_identity(identity).await?;
+        remove_pending_totps(&credentials, &mut changes);
         ctx.store.commit(changes).await?;
         if !methods.contains(&AuthMethod::Sms) {
             methods.push(AuthMethod::Sms);

@@ -257,34 +257,40 @@ impl Login<'_> {
 
     /// Steps up a signed-in session with a second factor: the answer is the second-factor step;
     /// its success gives a new session (new token) with both methods and ends the old one.
-    pub async fn step_up(&self, session: &SecretToken) -> Result<LoginStep, LoginError> {
+    /// `source` is the client's address (for throttling). Throttled like the sign-in's second
+    /// factor: wrong codes count for the attempt (5 end it) and for the account's and the
+    /// source's throttle, and while either is locked no step-up starts
+    /// ([`LoginError::Throttled`]), so a held session cannot guess codes faster than a sign-in.
+    pub async fn step_up(
+        &self,
+        session: &SecretToken,
+        source: Option<&str>,
+    ) -> Result<LoginStep, LoginError> {
         let ctx = self.ctx;
         let valid = Sessions { ctx }.validate(session).await?;
-        let identity = ctx
-            .store
-            .identity(valid.session.identity)
-            .await?
-            .ok_or(LoginError::AttemptExpired)?;
+        let identity = &valid.access.identity;
         let now = ctx.now();
-        let (_, options) = crate::login::flow::second_factor_options(ctx, &identity).await?;
+        let email = identity.email.as_str().to_owned();
+        if let Some((scope, retry_after)) = throttle::locked(ctx, &email, source, now).await? {
+            return Err(LoginError::Throttled { scope, retry_after });
+        }
+        let (_, options) = crate::login::flow::second_factor_options(ctx, identity).await?;
         if options.is_empty() {
             return Err(LoginError::SecondFactorRequired);
         }
-        let email = identity.email.as_str().to_owned();
-        let mut state = AttemptState {
+        let state = AttemptState {
             id: random_id(ctx),
             expires_at: now + ctx.policy.login.attempt_lifetime,
-            source: None,
-            email: email.clone(),
-            stage: Stage::Password { email },
-        };
-        state.stage = Stage::SecondFactor {
-            identity: identity.id,
-            methods: valid.session.methods.clone(),
-            goal: Goal::StepUp {
-                session: valid.session.id,
+            source: source.map(str::to_owned),
+            email,
+            stage: Stage::SecondFactor {
+                identity: identity.id,
+                methods: valid.session.methods.clone(),
+                goal: Goal::StepUp {
+                    session: valid.session.id,
+                },
+                sms: None,
             },
-            sms: None,
         };
         Ok(LoginStep::SecondFactor {
             attempt: seal(ctx, &state)?,

@@ -94,7 +94,13 @@ pub(crate) fn confirmed_totp(credentials: &[Credential]) -> Option<&Credential> 
 }
 
 fn pending_totp(credentials: &[Credential]) -> Option<&Credential> {
-    credentials.iter().find(|c| {
+    pending_totps(credentials).next()
+}
+
+/// Every unconfirmed TOTP credential among `credentials` (a setup started on the account page
+/// and not confirmed).
+fn pending_totps(credentials: &[Credential]) -> impl Iterator<Item = &Credential> {
+    credentials.iter().filter(|c| {
         matches!(
             &c.kind,
             CredentialKind::Totp {
@@ -103,6 +109,23 @@ fn pending_totp(credentials: &[Credential]) -> Option<&Credential> {
             }
         )
     })
+}
+
+/// Adds to `changes` the removal of every unconfirmed TOTP secret among `credentials`: a
+/// second factor set up another way leaves none behind.
+pub(crate) fn remove_pending_totps(credentials: &[Credential], changes: &mut ChangeSet) {
+    for pending in pending_totps(credentials) {
+        changes.delete(RecordRef::Credential(pending.id, pending.version));
+    }
+}
+
+/// Where the secret being confirmed is kept.
+#[derive(Clone, Copy)]
+pub(crate) enum PendingSecret<'a> {
+    /// Stored, unconfirmed ([`Login::enroll_totp`] on the account page).
+    Stored,
+    /// Sealed inside a sign-in attempt ([`Login::enrolment_totp`]): nothing stored yet.
+    Sealed(&'a str),
 }
 
 fn recovery_credential(credentials: &[Credential]) -> Option<&Credential> {
@@ -216,12 +239,40 @@ impl Login<'_> {
         self.start_totp_enrollment(identity).await
     }
 
-    /// [`Login::enroll_totp`] after its authorization (also used inside a sign-in that must
-    /// set up a second factor).
-    pub(crate) async fn start_totp_enrollment(
+    /// [`Login::enroll_totp`] after its authorization: a new secret, stored unconfirmed
+    /// (replacing one started earlier).
+    async fn start_totp_enrollment(
         &self,
         identity: IdentityId,
     ) -> Result<TotpEnrollment, LoginError> {
+        let ctx = self.ctx;
+        let (enrollment, sealed_secret) = self.new_totp_secret(identity).await?;
+        let now = ctx.now();
+        let credentials = ctx.store.credentials_of_identity(identity).await?;
+        let mut changes = ChangeSet::new();
+        remove_pending_totps(&credentials, &mut changes);
+        changes.put(Credential {
+            id: CredentialId::generate(ctx.random.as_ref()),
+            version: 0,
+            identity,
+            kind: CredentialKind::Totp {
+                sealed_secret,
+                confirmed_at: None,
+            },
+            created_at: now,
+            updated_at: now,
+        });
+        ctx.store.commit(changes).await?;
+        Ok(enrollment)
+    }
+
+    /// A new authenticator-app secret for `identity`: what the person needs to set the app
+    /// up, and the secret sealed with the configured key. Stores nothing. Needs a configured
+    /// secret key.
+    pub(crate) async fn new_totp_secret(
+        &self,
+        identity: IdentityId,
+    ) -> Result<(TotpEnrollment, String), LoginError> {
         let ctx = self.ctx;
         if !ctx.auth.sealer.configured {
             return Err(LoginError::NoSecretKey);
@@ -231,7 +282,6 @@ impl Login<'_> {
             .identity(identity)
             .await?
             .ok_or(LoginError::NoPendingEnrollment)?;
-        let now = ctx.now();
         let mut secret = vec![0u8; SECRET_BYTES];
         ctx.random.fill(&mut secret);
         let totp = totp_for(ctx, secret.clone(), person.email.as_str())?;
@@ -247,28 +297,14 @@ impl Login<'_> {
             ctx.auth
                 .sealer
                 .seal_bytes(Purpose::TotpSecret, &secret, ctx.random.as_ref())?;
-        let credentials = ctx.store.credentials_of_identity(identity).await?;
-        let mut changes = ChangeSet::new();
-        if let Some(old) = pending_totp(&credentials) {
-            changes.delete(RecordRef::Credential(old.id, old.version));
-        }
-        changes.put(Credential {
-            id: CredentialId::generate(ctx.random.as_ref()),
-            version: 0,
-            identity,
-            kind: CredentialKind::Totp {
-                sealed_secret,
-                confirmed_at: None,
+        Ok((
+            TotpEnrollment {
+                otpauth_uri,
+                qr_svg,
+                secret_base32: totp.get_secret_base32(),
             },
-            created_at: now,
-            updated_at: now,
-        });
-        ctx.store.commit(changes).await?;
-        Ok(TotpEnrollment {
-            otpauth_uri,
-            qr_svg,
-            secret_base32: totp.get_secret_base32(),
-        })
+            sealed_secret,
+        ))
     }
 
     /// Confirms the authenticator app with a first code; returns the 10 recovery codes (shown
@@ -280,16 +316,19 @@ impl Login<'_> {
         code: &str,
     ) -> Result<Vec<RecoveryCode>, LoginError> {
         authorize_self(principal, identity)?;
-        self.finish_totp_enrollment(&principal.actor(), identity, code)
+        self.finish_totp_enrollment(&principal.actor(), identity, code, PendingSecret::Stored)
             .await
     }
 
-    /// [`Login::confirm_totp`] after its authorization, the event recorded as `actor`'s.
+    /// [`Login::confirm_totp`] after its authorization, the event recorded as `actor`'s; the
+    /// secret stored unconfirmed, or sealed in a sign-in attempt. Any unconfirmed secret still
+    /// stored is removed with it.
     pub(crate) async fn finish_totp_enrollment(
         &self,
         actor: &Actor,
         identity: IdentityId,
         code: &str,
+        pending: PendingSecret<'_>,
     ) -> Result<Vec<RecoveryCode>, LoginError> {
         let ctx = self.ctx;
         let now = ctx.now();
@@ -299,10 +338,32 @@ impl Login<'_> {
             .await?
             .ok_or(LoginError::NoPendingEnrollment)?;
         let credentials = ctx.store.credentials_of_identity(identity).await?;
-        let pending = pending_totp(&credentials)
-            .ok_or(LoginError::NoPendingEnrollment)?
-            .clone();
-        let totp = totp_for(ctx, secret_of(ctx, &pending)?, person.email.as_str())?;
+        let (sealed_secret, stored) = match pending {
+            PendingSecret::Stored => {
+                let stored = pending_totp(&credentials)
+                    .ok_or(LoginError::NoPendingEnrollment)?
+                    .clone();
+                let CredentialKind::Totp { sealed_secret, .. } = &stored.kind else {
+                    return Err(LoginError::NoPendingEnrollment);
+                };
+                (sealed_secret.clone(), Some(stored))
+            }
+            PendingSecret::Sealed(sealed_secret) => {
+                // Set up inside a sign-in, for someone without a second factor: once they
+                // have one (this attempt replayed after an app or a phone completed it),
+                // nothing is set up or replaced.
+                let verified_phone = person.phone.is_some() && person.phone_verified;
+                if verified_phone || confirmed_totp(&credentials).is_some() {
+                    return Err(LoginError::AttemptExpired);
+                }
+                (sealed_secret.to_owned(), None)
+            }
+        };
+        let secret = ctx
+            .auth
+            .sealer
+            .open_bytes(Purpose::TotpSecret, &sealed_secret)?;
+        let totp = totp_for(ctx, secret, person.email.as_str())?;
         if !check_code(ctx, &totp, identity, code, now).await? {
             return Err(LoginError::WrongCode);
         }
@@ -314,17 +375,30 @@ impl Login<'_> {
         if let Some(old) = recovery_credential(&credentials) {
             changes.delete(RecordRef::Credential(old.id, old.version));
         }
-        let CredentialKind::Totp { sealed_secret, .. } = pending.kind.clone() else {
-            return Err(LoginError::NoPendingEnrollment);
+        let confirmed = CredentialKind::Totp {
+            sealed_secret,
+            confirmed_at: Some(now),
         };
-        changes.put(Credential {
-            kind: CredentialKind::Totp {
-                sealed_secret,
-                confirmed_at: Some(now),
-            },
-            updated_at: now,
-            ..pending
-        });
+        match stored {
+            Some(stored) => {
+                changes.put(Credential {
+                    kind: confirmed,
+                    updated_at: now,
+                    ..stored
+                });
+            }
+            None => {
+                remove_pending_totps(&credentials, &mut changes);
+                changes.put(Credential {
+                    id: CredentialId::generate(ctx.random.as_ref()),
+                    version: 0,
+                    identity,
+                    kind: confirmed,
+                    created_at: now,
+                    updated_at: now,
+                });
+            }
+        }
         changes.put(Credential {
             id: CredentialId::generate(ctx.random.as_ref()),
             version: 0,

@@ -1,11 +1,13 @@
-//! Email and phone changes: `GET/POST /account/email` (a code goes to the new address),
+//! Email and phone changes: `GET/POST /account/email` (a code goes to the new address; codes
+//! are spaced and limited per person and per address by ciam-core, and a refused request is
+//! the page again with 429 and `Retry-After`),
 //! `POST /account/email/verify`, `GET/POST /account/phone` (a code goes to the new number by
 //! SMS; `decision=remove` removes the phone), `POST /account/phone/verify`. The old value
 //! stays until the code is confirmed.
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ciam_core::identities::{Identity, ProfileError};
 use ciam_core::login::SecondFactor;
@@ -173,6 +175,23 @@ pub(super) async fn request_email(
             ),
             Err(ProfileError::Unchanged) => {
                 errors.add("email", "this is already your email address");
+            }
+            Err(ProfileError::CodesThrottled { retry_after }) => {
+                let seconds = u64::try_from(retry_after.num_seconds().max(1)).unwrap_or(1);
+                errors.add(
+                    "email",
+                    format!(
+                        "a code was sent moments ago, or too many this hour; wait {} and try again",
+                        crate::signin::wait_words(seconds)
+                    ),
+                );
+                let identity = me_identity(&state, &me).await?;
+                let mut response = email_page_with(&ctx, &identity, email, errors)?;
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                return Ok(response);
             }
             Err(error) => return Err(error.into()),
         }

@@ -1,8 +1,9 @@
 //! `GET/POST /signin/enrol`: a sign-in that needs a second factor the person does not have yet
 //! (the deployment's `[security] require_mfa`, or the organization's policy) stops here after
 //! the first factor (also right after accepting an invitation with a new password). The page
-//! shows a new authenticator app's QR code; its first code completes the sign-in, with the
-//! recovery codes shown once. Or, at `GET/POST /signin/enrol/phone`, the person gives a mobile
+//! shows a new authenticator app's QR code (its secret kept in the attempt's cookie, sealed,
+//! and stored only once confirmed); its first code completes the sign-in, with the recovery
+//! codes shown once. Or, at `GET/POST /signin/enrol/phone`, the person gives a mobile
 //! number (E.164): a code goes to it by SMS (`action=send`; sends are spaced and limited per
 //! attempt, and limited per client address), and that code (`action=verify`) makes it their
 //! verified phone and completes the sign-in with SMS as the second factor. A number that is
@@ -25,7 +26,7 @@ use crate::signin::{
     wait_words,
 };
 use crate::state::AppState;
-use crate::web::flash::Flash;
+use crate::web::flash::{self, Flash};
 use crate::web::session::session_cookie;
 use crate::web::throttle::Rule;
 use crate::web::{self, ClientAddr, FieldErrors, Form, Page, PageContext, WebError, login_attempt};
@@ -59,12 +60,17 @@ pub(super) async fn page(
         Err(redirect) => return Ok(*redirect),
     };
     match state.ciam.login().enrolment_totp(&attempt).await {
-        Ok(enrollment) => enrollment_response(
-            with_why(ctx.page("Set up a second step")),
-            Some(&enrollment),
-            FieldErrors::new(),
-            FORMS,
-        ),
+        Ok((enrollment, attempt)) => {
+            // The new secret travels in the attempt's cookie until its first code comes back.
+            let mut response = enrollment_response(
+                with_why(ctx.page("Set up a second step")),
+                Some(&enrollment),
+                FieldErrors::new(),
+                FORMS,
+            )?;
+            login_attempt::cookie(&state, &attempt).append_to(response.headers_mut());
+            Ok(response)
+        }
         Err(error) => settle(&state, &ctx, &progress, error).await,
     }
 }
@@ -145,6 +151,13 @@ pub(super) async fn submit(
             );
             enrollment_response(ctx.page("Set up a second step"), None, errors, FORMS)
         }
+        Err(LoginError::NoPendingEnrollment) => Ok(flash::redirect_with(
+            &state,
+            FORMS.restart,
+            Flash::warning(
+                "Your account needs a second step at sign-in, and the app's setup had not started: scan the code below with your authenticator app, then enter the code it shows.",
+            ),
+        )),
         Err(error) => settle(&state, &ctx, &progress, error).await,
     }
 }

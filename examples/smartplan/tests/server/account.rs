@@ -230,6 +230,106 @@ async fn the_email_changes_after_the_code_sent_to_the_new_address() {
     assert_eq!(none.location(), Some("/account/email"));
 }
 
+/// Codes sent to `address` so far.
+fn codes_to(app: &TestApp, address: &str) -> usize {
+    app.mail
+        .messages()
+        .iter()
+        .filter(|kept| kept.message.to.normalized() == address)
+        .count()
+}
+
+/// The answer to asking for an email change to `email`.
+async fn ask_for_code(client: &mut Client, email: &str) -> support::TestResponse {
+    client
+        .post_form("/account/email", &[("email", email)])
+        .await
+}
+
+/// The `Retry-After` seconds of a 429 answer that shows the email page again.
+#[track_caller]
+fn refused(response: &support::TestResponse) -> u64 {
+    assert_eq!(
+        response.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        response.body
+    );
+    assert!(
+        response.body.contains("Your email address"),
+        "{}",
+        response.body
+    );
+    assert!(response.body.contains("try again"), "{}", response.body);
+    response
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn email_codes_are_spaced_and_limited_per_person_and_per_address() {
+    let app = support::app_default().await;
+    let mut jeremy_client = signed_in(&app).await;
+    let target = "jeremy.new@citygroup-mail.example";
+
+    let first = ask_for_code(&mut jeremy_client, target).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    assert_eq!(codes_to(&app, target), 1);
+    // At once again: the gap (30 s) refuses it, on the page, and nothing is sent or changed.
+    let other = "jeremy.other@citygroup-mail.example";
+    let again = ask_for_code(&mut jeremy_client, other).await;
+    let wait = refused(&again);
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert_eq!(codes_to(&app, other), 0);
+    assert_eq!(
+        jeremy(&app)
+            .await
+            .pending_email
+            .map(|p| p.new_value.to_string())
+            .as_deref(),
+        Some(target)
+    );
+
+    // After the gap: up to 5 codes in the hour.
+    for sent in 2..=5 {
+        app.clock.advance(chrono::Duration::seconds(31));
+        let response = ask_for_code(&mut jeremy_client, target).await;
+        assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+        assert_eq!(codes_to(&app, target), sent);
+    }
+    // The sixth waits for the next hour, whatever the address.
+    app.clock.advance(chrono::Duration::seconds(31));
+    let sixth = ask_for_code(&mut jeremy_client, other).await;
+    let wait = refused(&sixth);
+    assert!(wait > 30 && wait <= 3600, "{wait}");
+    assert_eq!(codes_to(&app, other), 0);
+
+    // Nobody else can send more to that address this hour either; other addresses are fine.
+    let mut scott = app.client();
+    scott.sign_in_as(SCOTT).await;
+    let flood = ask_for_code(&mut scott, target).await;
+    assert!(refused(&flood) > 30);
+    assert_eq!(codes_to(&app, target), 5);
+    app.clock.advance(chrono::Duration::seconds(31));
+    let own = ask_for_code(&mut scott, "scott.new@smartplan-mail.example").await;
+    assert_eq!(own.status, StatusCode::SEE_OTHER, "{}", own.body);
+
+    // The next hour, codes go out again.
+    app.clock
+        .set(support::start_time() + chrono::Duration::hours(1));
+    let mut jeremy_client = signed_in(&app).await;
+    let next_hour = ask_for_code(&mut jeremy_client, target).await;
+    assert_eq!(
+        next_hour.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        next_hour.body
+    );
+    assert_eq!(codes_to(&app, target), 6);
+}
+
 #[tokio::test]
 async fn the_phone_is_verified_by_sms_and_can_be_removed() {
     let app = support::app_default().await;

@@ -1224,6 +1224,13 @@ async fn staff_without_a_second_factor_set_one_up_before_they_get_a_session() {
     );
     assert_eq!(after_password.location(), Some("/signin/enrol"));
     assert!(!betty.jar.contains_key("smartplan_session"));
+    // A code before the app's page was opened: nothing to confirm, back to the page.
+    let early = betty
+        .post_form("/signin/enrol", &[("code", "123456")])
+        .await;
+    assert_eq!(early.status, StatusCode::SEE_OTHER, "{}", early.body);
+    assert_eq!(early.location(), Some("/signin/enrol"));
+    assert!(!betty.jar.contains_key("smartplan_session"));
     // No page with rights before the second factor.
     let backoffice = betty.get("/backoffice").await;
     assert!(backoffice.status.is_redirection(), "{backoffice:?}");
