@@ -93,10 +93,12 @@ impl Login<'_> {
             Ok(address) => ctx.store.identity_by_email(&address).await?,
             Err(_) => None,
         };
-        let credential = match &identity {
-            Some(identity) => password_credential(ctx, identity.id).await?,
-            None => None,
+        // Read once: the password here, the second factors after it.
+        let credentials = match &identity {
+            Some(identity) => ctx.store.credentials_of_identity(identity.id).await?,
+            None => Vec::new(),
         };
+        let credential = password_in(&credentials);
         let verification = match &credential {
             Some((credential, hash)) => Some((
                 credential,
@@ -158,10 +160,11 @@ impl Login<'_> {
             }
             return federated::link_after_password(ctx, state.clone(), identity, &link).await;
         }
-        after_first_factor(
+        after_first_factor_with(
             ctx,
             state.clone(),
             identity,
+            &credentials,
             vec![AuthMethod::Pwd],
             Goal::SignIn,
         )
@@ -305,12 +308,25 @@ impl Login<'_> {
 /// After the first factor: a second factor when policy or enrollment asks for one, else done.
 pub(crate) async fn after_first_factor(
     ctx: &Context,
-    mut state: AttemptState,
+    state: AttemptState,
     identity: &Identity,
     methods: Vec<AuthMethod>,
     goal: Goal,
 ) -> Result<LoginStep, LoginError> {
-    let (required, options) = second_factor_options(ctx, identity).await?;
+    let credentials = ctx.store.credentials_of_identity(identity.id).await?;
+    after_first_factor_with(ctx, state, identity, &credentials, methods, goal).await
+}
+
+/// [`after_first_factor`] with the person's credentials already read in this step.
+async fn after_first_factor_with(
+    ctx: &Context,
+    mut state: AttemptState,
+    identity: &Identity,
+    credentials: &[Credential],
+    methods: Vec<AuthMethod>,
+    goal: Goal,
+) -> Result<LoginStep, LoginError> {
+    let (required, options) = second_factors_of(ctx, identity, credentials).await?;
     if !required {
         return complete(ctx, &state, identity.id, methods, goal).await;
     }
@@ -352,33 +368,45 @@ pub(crate) async fn second_factor_options(
     ctx: &Context,
     identity: &Identity,
 ) -> Result<(bool, Vec<SecondFactor>), LoginError> {
+    let credentials = ctx.store.credentials_of_identity(identity.id).await?;
+    second_factors_of(ctx, identity, &credentials).await
+}
+
+/// [`second_factor_options`] from the person's credentials.
+async fn second_factors_of(
+    ctx: &Context,
+    identity: &Identity,
+    credentials: &[Credential],
+) -> Result<(bool, Vec<SecondFactor>), LoginError> {
     let mut options = Vec::new();
     if identity.phone.is_some() && identity.phone_verified {
         options.push(SecondFactor::Sms);
     }
-    let credentials = ctx.store.credentials_of_identity(identity.id).await?;
-    let totp = super::totp::confirmed_totp(&credentials).is_some();
+    let totp = super::totp::confirmed_totp(credentials).is_some();
     if totp {
         options.push(SecondFactor::Totp);
-        if super::totp::recovery_codes_left(&credentials) > 0 {
+        if super::totp::recovery_codes_left(credentials) > 0 {
             options.push(SecondFactor::RecoveryCode);
         }
     }
     let deployment = ctx.policy.login.require_mfa;
     let mut required = totp || deployment == MfaRequirement::All;
     if !required {
-        for membership in ctx.store.memberships_of_identity(identity.id).await? {
-            if membership.status != MembershipStatus::Active {
-                continue;
-            }
-            if let Some(org) = ctx.store.organization(membership.organization).await? {
-                let staff = deployment == MfaRequirement::Staff && org.kind == OrgKind::Provider;
-                if org.is_active() && (org.policy.require_mfa || staff) {
-                    required = true;
-                    break;
-                }
-            }
-        }
+        // The memberships with their organizations in one read.
+        let memberships = ctx
+            .store
+            .identity_access(identity.id)
+            .await?
+            .map(|access| access.memberships)
+            .unwrap_or_default();
+        required = memberships.iter().any(|entry| {
+            entry.membership.status == MembershipStatus::Active
+                && entry.organization.as_ref().is_some_and(|org| {
+                    let staff =
+                        deployment == MfaRequirement::Staff && org.kind == OrgKind::Provider;
+                    org.is_active() && (org.policy.require_mfa || staff)
+                })
+        });
     }
     Ok((required, options))
 }
@@ -493,19 +521,21 @@ pub(crate) async fn start_session(
     source: Option<String>,
 ) -> Result<StartedSession, LoginError> {
     let now = ctx.now();
-    let started = crate::sessions::Sessions { ctx }
-        .start(identity, methods.clone())
-        .await?;
     let mut changes = ChangeSet::new();
     changes.event(ctx.event(
         &Actor::Identity(identity),
         None,
         Some(identity),
-        EventKind::SignedIn { methods, source },
+        EventKind::SignedIn {
+            methods: methods.clone(),
+            source,
+        },
         now,
     ));
-    ctx.store.commit(changes).await?;
-    Ok(started)
+    // The session and its audit event in one commit.
+    Ok(crate::sessions::Sessions { ctx }
+        .start_with(identity, methods, changes)
+        .await?)
 }
 
 pub(crate) fn seal(ctx: &Context, state: &AttemptState) -> Result<AttemptToken, LoginError> {
@@ -605,18 +635,19 @@ pub(crate) async fn password_credential(
     ctx: &Context,
     identity: IdentityId,
 ) -> Result<Option<(Credential, PasswordHashString)>, LoginError> {
-    Ok(ctx
-        .store
-        .credentials_of_identity(identity)
-        .await?
-        .into_iter()
+    Ok(password_in(
+        &ctx.store.credentials_of_identity(identity).await?,
+    ))
+}
+
+/// The password credential among `credentials`, with its hash.
+fn password_in(credentials: &[Credential]) -> Option<(Credential, PasswordHashString)> {
+    credentials
+        .iter()
         .find_map(|credential| match &credential.kind {
-            CredentialKind::Password { hash } => {
-                let hash = hash.clone();
-                Some((credential, hash))
-            }
+            CredentialKind::Password { hash } => Some((credential.clone(), hash.clone())),
             _ => None,
-        }))
+        })
 }
 
 /// The dummy hash, computed once with the current parameters.

@@ -88,6 +88,17 @@ impl Sessions<'_> {
         identity: IdentityId,
         methods: Vec<AuthMethod>,
     ) -> Result<StartedSession, SessionError> {
+        self.start_with(identity, methods, ChangeSet::new()).await
+    }
+
+    /// [`Sessions::start`], committing `changes` (the sign-in's audit event) with the session
+    /// in one transaction.
+    pub(crate) async fn start_with(
+        &self,
+        identity: IdentityId,
+        methods: Vec<AuthMethod>,
+        mut changes: ChangeSet,
+    ) -> Result<StartedSession, SessionError> {
         let identity = self
             .ctx
             .store
@@ -112,7 +123,6 @@ impl Sessions<'_> {
             absolute_expires_at: now + policy.absolute_timeout,
             revoked: None,
         };
-        let mut changes = ChangeSet::new();
         changes.put(session.clone());
         self.ctx.store.commit(changes).await?;
         Ok(StartedSession {

@@ -279,6 +279,81 @@ impl Pool {
     }
 }
 
+/// Where the store's reads go: the pool (PostgreSQL; an in-memory SQLite database, whose one
+/// connection is the database), or the read connections of a SQLite file.
+#[derive(Clone, Debug)]
+pub(crate) enum Reads {
+    Pool(Pool),
+    #[cfg(feature = "sqlite")]
+    Sqlite(std::sync::Arc<super::sqlite_reads::SqliteReaders>),
+}
+
+impl Reads {
+    /// The backend.
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Pool(pool) => pool.backend(),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Runs a query and returns all rows.
+    pub(crate) async fn fetch_all(
+        &self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<DbRow>, StoreError> {
+        match self {
+            Self::Pool(pool) => pool.fetch_all(sql, args).await,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(readers) => {
+                let mut lease = readers.lease().await?;
+                let query = bind_all!(sqlx::query(sql), args);
+                let rows = query
+                    .fetch_all(lease.connection()?)
+                    .await
+                    .map_err(map_error)?;
+                lease.give_back();
+                Ok(rows.into_iter().map(DbRow::Sqlite).collect())
+            }
+        }
+    }
+
+    /// Runs a query and returns its first row, if any.
+    pub(crate) async fn fetch_optional(
+        &self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<DbRow>, StoreError> {
+        match self {
+            Self::Pool(pool) => pool.fetch_optional(sql, args).await,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(readers) => {
+                let mut lease = readers.lease().await?;
+                let query = bind_all!(sqlx::query(sql), args);
+                // `fetch_optional` stops after the first row and resets the statement, so the
+                // connection is idle again once it returns.
+                let row = query
+                    .fetch_optional(lease.connection()?)
+                    .await
+                    .map_err(map_error)?;
+                lease.give_back();
+                Ok(row.map(DbRow::Sqlite))
+            }
+        }
+    }
+
+    /// Closes the connections.
+    pub(crate) async fn close(&self) {
+        match self {
+            Self::Pool(pool) => pool.close().await,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(readers) => readers.close().await,
+        }
+    }
+}
+
 /// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
 pub(crate) enum Tx {
     #[cfg(feature = "sqlite")]

@@ -9,6 +9,8 @@
 
 mod db;
 mod records;
+#[cfg(feature = "sqlite")]
+mod sqlite_reads;
 mod store;
 
 use std::str::FromStr;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use ciam_core::store::StoreError;
 
-use db::{Pool, args};
+use db::{Pool, Reads, args};
 
 /// Options for [`SqlStore::open_with`].
 #[derive(Clone, Debug)]
@@ -83,7 +85,7 @@ pub struct SqlStore {
 
 struct Inner {
     /// Reads.
-    read: Pool,
+    read: Reads,
     /// Transactions and single-statement writes (the same pool as `read` on PostgreSQL).
     write: Pool,
 }
@@ -285,16 +287,18 @@ async fn open_sqlite(options: &SqlStoreOptions) -> Result<SqlStore, StoreError> 
     .await?;
     let read = if memory {
         // Every connection to `:memory:` is its own database: share the one.
-        write.clone()
+        Reads::Pool(write.clone())
     } else {
-        let read = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.read_only(true))
-            .await
-            .map_err(db::map_error)?;
-        Pool::Sqlite(read)
+        // The store's own read connections: one trip to SQLite's worker thread per read
+        // (sqlx's pool adds a ping after each; see `sqlite_reads`).
+        Reads::Sqlite(Arc::new(
+            sqlite_reads::SqliteReaders::open(
+                connect.read_only(true),
+                options.max_connections,
+                options.acquire_timeout,
+            )
+            .await?,
+        ))
     };
     Ok(SqlStore {
         inner: Arc::new(Inner { read, write }),
@@ -331,7 +335,7 @@ async fn open_postgres(options: &SqlStoreOptions) -> Result<SqlStore, StoreError
     .await?;
     Ok(SqlStore {
         inner: Arc::new(Inner {
-            read: pool.clone(),
+            read: Reads::Pool(pool.clone()),
             write: pool,
         }),
     })

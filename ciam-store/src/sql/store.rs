@@ -25,7 +25,7 @@ use ciam_core::store::{
 use serde::de::DeserializeOwned;
 
 use super::SqlStore;
-use super::db::{Arg, Backend, DbRow, Pool, Tx, args};
+use super::db::{Arg, Backend, DbRow, Pool, Reads, Tx, args};
 use super::records::{
     PENDING_APPROVAL, RowSpec, deletion_of, from_json, invitation_status, row_of, to_json, ts,
 };
@@ -156,7 +156,7 @@ struct PreparedEvent {
 }
 
 impl SqlStore {
-    fn read(&self) -> &Pool {
+    fn read(&self) -> &Reads {
         &self.inner.read
     }
 

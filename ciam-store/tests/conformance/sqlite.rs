@@ -136,3 +136,46 @@ async fn options_and_bad_urls() {
     let error = SqlStore::open("mysql://nowhere").await.unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Unavailable);
 }
+
+/// The store's own read connections (one trip to SQLite's thread per read): more reads at once
+/// than connections wait for one, reads abandoned half way give theirs up, and after `close`
+/// reads fail as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_share_a_few_connections_and_end_with_close() {
+    let path = fresh_path();
+    let store = Arc::new(
+        SqlStore::open_with(
+            SqlStoreOptions::new(url_of(&path))
+                .max_connections(2)
+                .acquire_timeout(std::time::Duration::from_secs(5)),
+        )
+        .await
+        .unwrap(),
+    );
+    let now = chrono::DateTime::UNIX_EPOCH;
+    store
+        .increment_counter("reads", now, now + chrono::Duration::days(1))
+        .await
+        .unwrap();
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let store = store.clone();
+        reads.spawn(async move { store.counter("reads", now).await });
+    }
+    while let Some(read) = reads.join_next().await {
+        assert_eq!(read.unwrap().unwrap(), 1);
+    }
+    // Reads dropped before they finish (their futures polled once, then abandoned).
+    for _ in 0..32 {
+        let read = store.counter("reads", now);
+        let _ = tokio::time::timeout(std::time::Duration::ZERO, read).await;
+    }
+    for _ in 0..8 {
+        assert_eq!(store.counter("reads", now).await.unwrap(), 1);
+    }
+    store.close().await;
+    assert_eq!(
+        store.counter("reads", now).await.unwrap_err().kind(),
+        StoreErrorKind::Unavailable
+    );
+}

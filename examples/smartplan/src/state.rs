@@ -17,9 +17,30 @@ use crate::outgoing::Outgoing;
 use crate::web::WebKeys;
 use crate::web::throttle::Throttle;
 
-/// The state shared by every request handler.
+/// The state shared by every request handler: one allocation, so that the clone each extractor
+/// and middleware takes is one reference count, not one per part. Read the parts through
+/// `Deref` (`state.ciam`); changing a part (`state.metrics = ...`, before serving) changes this
+/// state only, as with a plain value (`Arc::make_mut`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppParts {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct AppParts {
     /// The ciam-rs façade.
     pub ciam: Ciam,
     /// The store behind it (for reads the façade does not wrap, and readiness).
@@ -95,7 +116,7 @@ impl AppState {
             Some((mail, sms)) => (Some(mail), Some(sms)),
             None => (None, None),
         };
-        Ok(Self {
+        Ok(Self(Arc::new(AppParts {
             ciam: parts.ciam,
             store: parts.store,
             config: Arc::new(config),
@@ -110,7 +131,7 @@ impl AppState {
             oidc: Arc::new(oidc),
             saml_sign_in: Arc::new(saml_sign_in),
             outgoing: None,
-        })
+        })))
     }
 }
 
