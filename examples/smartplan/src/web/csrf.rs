@@ -4,12 +4,15 @@
 //! The token is a signed double-submit token: the browser holds a random value in the
 //! HttpOnly cookie `smartplan_csrf`, and a form's token is the MAC of that value under a key
 //! derived from the server secret. A page gets the token through the [`Csrf`] extractor (or
-//! [`crate::web::PageContext`]); the middleware sets the cookie when the browser has none.
+//! [`crate::web::PageContext`]); the middleware sets the cookie when the browser has none
+//! (on the exempt paths below only when the answer handed out a token).
 //!
 //! Exempt: `/api/` (bearer API keys, no cookies), `/saml/`, `/signin/federated/` and
 //! `/signin/saml/acs` (they
 //! receive cross-site POSTs from identity and service providers by design, and check their
 //! own signed messages). A token may also come in the `X-CSRF-Token` header.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -41,12 +44,38 @@ impl Csrf {
 impl FromRequestParts<AppState> for Csrf {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
-        parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let seed = parts
             .extensions
-            .get::<Csrf>()
-            .cloned()
-            .ok_or_else(|| WebError::internal("the CSRF layer is not installed").into_response())
+            .get::<CsrfSeed>()
+            .ok_or_else(|| WebError::internal("the CSRF layer is not installed").into_response())?;
+        Ok(Self(token_for(state, &seed.value(state))))
+    }
+}
+
+/// The browser's CSRF cookie value, left by [`protect`] for the [`Csrf`] extractor, which
+/// computes the token (a MAC) only when a page asks for it. A browser without a cookie gets a
+/// new value with any page; on the exempt paths (single sign-on, the API) only when the answer
+/// hands out a token, so that those answers cost no random value, no MAC and no cookie.
+#[derive(Clone)]
+struct CsrfSeed {
+    existing: Option<String>,
+    new: Arc<OnceLock<String>>,
+}
+
+impl CsrfSeed {
+    fn value(&self, state: &AppState) -> String {
+        match &self.existing {
+            Some(seed) => seed.clone(),
+            None => self
+                .new
+                .get_or_init(|| {
+                    let mut bytes = [0u8; 32];
+                    state.ciam.random().fill(&mut bytes);
+                    hex::encode(bytes)
+                })
+                .clone(),
+        }
     }
 }
 
@@ -76,19 +105,19 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
     let existing = cookies::get(request.headers(), CSRF_COOKIE)
         .filter(|seed| seed.len() == 64 && seed.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned);
-    let seed = match &existing {
-        Some(seed) => seed.clone(),
-        None => {
-            let mut bytes = [0u8; 32];
-            state.ciam.random().fill(&mut bytes);
-            hex::encode(bytes)
-        }
+    let seed = CsrfSeed {
+        existing,
+        new: Arc::new(OnceLock::new()),
     };
-    let expected = token_for(&state, &seed);
     let (mut parts, body) = request.into_parts();
-    parts.extensions.insert(Csrf(expected.clone()));
+    let exempt = is_exempt(parts.uri.path());
+    if !exempt {
+        // Pages: the browser gets its cookie with the first answer, form or not.
+        seed.value(&state);
+    }
+    parts.extensions.insert(seed.clone());
 
-    let body = if is_state_changing(&parts.method) && !is_exempt(parts.uri.path()) {
+    let body = if is_state_changing(&parts.method) && !exempt {
         let limit = state
             .config
             .limits
@@ -99,8 +128,11 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
             Err(_) => return WebError::payload_too_large(limit).into_response(),
         };
         let presented = presented_token(&parts, &bytes);
-        let valid =
-            existing.is_some() && presented.is_some_and(|token| same(token.trim(), &expected));
+        // Only a browser that holds the cookie can present the matching token.
+        let valid = seed.existing.as_ref().is_some_and(|existing| {
+            let expected = token_for(&state, existing);
+            presented.is_some_and(|token| same(token.trim(), &expected))
+        });
         if !valid {
             return WebError::csrf().into_response();
         }
@@ -110,9 +142,11 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
     };
 
     let mut response = next.run(Request::from_parts(parts, body)).await;
-    if existing.is_none() && !cookies::response_sets(response.headers(), CSRF_COOKIE) {
-        SetCookie::new(CSRF_COOKIE, seed, state.config.is_https())
-            .append_to(response.headers_mut());
+    if let Some(new_seed) = seed.new.get() {
+        if !cookies::response_sets(response.headers(), CSRF_COOKIE) {
+            SetCookie::new(CSRF_COOKIE, new_seed.clone(), state.config.is_https())
+                .append_to(response.headers_mut());
+        }
     }
     response
 }

@@ -35,6 +35,36 @@ async fn healthz_answers_and_sets_security_headers() {
     assert!(!cookie.contains("Secure"), "{cookie}");
 }
 
+/// The exempt paths (the API, single sign-on) hand out no CSRF token, so their answers set no
+/// CSRF cookie (and cost no random value or MAC); a page sets it, and its forms' token matches.
+#[tokio::test]
+async fn api_and_saml_answers_set_no_csrf_cookie_and_pages_do() {
+    let app = support::build(Options {
+        seed: None,
+        ..Options::default()
+    })
+    .await;
+    let mut client = app.client();
+    for path in ["/api/v1/organizations", "/saml/sso", "/saml/metadata"] {
+        let response = client.get(path).await;
+        assert!(
+            response
+                .set_cookies()
+                .iter()
+                .all(|c| !c.starts_with("smartplan_csrf=")),
+            "{path}: {:?}",
+            response.set_cookies()
+        );
+    }
+    let page = client.get("/signin").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = client.csrf_token().await;
+    assert!(
+        page.body.contains(&token),
+        "the form carries the cookie's token"
+    );
+}
+
 #[tokio::test]
 async fn https_base_url_gives_hsts_and_secure_cookies() {
     let app = support::build(Options {
