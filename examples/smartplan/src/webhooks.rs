@@ -231,7 +231,7 @@ pub async fn endpoints(
     Ok(all)
 }
 
-/// One dispatcher per endpoint (consumer `webhook:{name}`).
+/// One dispatcher per endpoint (consumer `webhook:{name}:{random hex}`, one per process).
 pub fn dispatchers(
     ciam: &Ciam,
     endpoints: &[WebhookConfig],
@@ -253,11 +253,16 @@ pub fn dispatchers(
             }
             let connector = WebhookConnector::new(config, ciam.clock().clone())
                 .map_err(|e| fail(e.to_string()))?;
+            // The lease owner names this process too: with one name on every node, a node
+            // would take an entry that another node has claimed and not yet acknowledged as
+            // "already ours" and deliver it a second time.
+            let mut node = [0u8; 8];
+            ciam.random().fill(&mut node);
             let dispatcher = Dispatcher::from_ciam(
                 ciam,
                 Arc::new(connector),
                 DispatcherConfig {
-                    consumer: Some(format!("webhook:{}", endpoint.name)),
+                    consumer: Some(format!("webhook:{}:{}", endpoint.name, hex::encode(node))),
                     ..DispatcherConfig::default()
                 },
             )

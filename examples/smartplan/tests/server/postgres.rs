@@ -236,11 +236,16 @@ async fn two_nodes_share_sessions_and_deliver_the_outbox_once() {
     assert!(depth_before > 0, "seeding produced events");
     let mut stops = Vec::new();
     let mut tasks = Vec::new();
+    let mut consumers = Vec::new();
     for app in [&a, &b] {
         let (_, dispatcher) =
             smartplan::webhooks::dispatchers(&app.state.ciam, std::slice::from_ref(&endpoint))
                 .unwrap()
                 .remove(0);
+        // Each node leases under its own name: with one name, a node would take the other's
+        // claimed entries as its own and deliver them again.
+        assert!(dispatcher.consumer().starts_with("webhook:crm:"));
+        consumers.push(dispatcher.consumer().to_owned());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         stops.push(stop);
         tasks.push(tokio::spawn(async move {
@@ -251,6 +256,7 @@ async fn two_nodes_share_sessions_and_deliver_the_outbox_once() {
                 .await
         }));
     }
+    assert_ne!(consumers[0], consumers[1], "one lease owner per node");
     // The fixed clock stands still; deliveries need none of it to move. Bounded wait.
     for _ in 0..600 {
         if a.state.store.outbox_depth().await.unwrap() == 0 {
