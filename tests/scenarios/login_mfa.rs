@@ -23,6 +23,33 @@ fn code_at(enrollment: &TotpEnrollment, ciam: &Ciam, offset_steps: i64) -> Strin
     totp.generate(u64::try_from(at).unwrap())
 }
 
+/// A six-digit code that is not `code`.
+fn other_code(code: &OneTimeCode) -> OneTimeCode {
+    OneTimeCode::from_presented(if code.expose() == "111111" {
+        "222222"
+    } else {
+        "111111"
+    })
+}
+
+/// Four wrong SMS codes are refused as wrong; the fifth ends the attempt.
+async fn five_wrong_sms_codes(
+    login: &ciam_core::login::Login<'_>,
+    sent: &ciam_core::login::AttemptToken,
+    wrong: &OneTimeCode,
+) {
+    for _ in 0..4 {
+        assert!(matches!(
+            login.verify_sms_code(sent, wrong).await,
+            Err(LoginError::WrongCode)
+        ));
+    }
+    assert!(matches!(
+        login.verify_sms_code(sent, wrong).await,
+        Err(LoginError::AttemptEnded)
+    ));
+}
+
 async fn sms_step(ciam: &Ciam) -> ciam_core::login::AttemptToken {
     let step = with_password(ciam, JEREMY, &password()).await.unwrap();
     attempt(step)
@@ -37,21 +64,8 @@ async fn five_wrong_sms_codes_end_the_attempt() {
     let second = sms_step(&ciam).await;
     let sent = attempt(login.send_sms_code(&second).await.unwrap());
     let code = world.sms_code(JEREMY_PHONE);
-    let wrong = OneTimeCode::from_presented(if code.expose() == "111111" {
-        "222222"
-    } else {
-        "111111"
-    });
-    for _ in 0..4 {
-        assert!(matches!(
-            login.verify_sms_code(&sent, &wrong).await,
-            Err(LoginError::WrongCode)
-        ));
-    }
-    assert!(matches!(
-        login.verify_sms_code(&sent, &wrong).await,
-        Err(LoginError::AttemptEnded)
-    ));
+    let wrong = other_code(&code);
+    five_wrong_sms_codes(&login, &sent, &wrong).await;
     // Even the right code no longer works in this attempt, nor does a new code.
     assert!(matches!(
         login.verify_sms_code(&sent, &code).await,
@@ -79,11 +93,7 @@ async fn wrong_second_factor_codes_count_toward_the_accounts_throttle() {
     let second = sms_step(&ciam).await;
     let sent = attempt(login.send_sms_code(&second).await.unwrap());
     let code = world.sms_code(JEREMY_PHONE);
-    let wrong = OneTimeCode::from_presented(if code.expose() == "111111" {
-        "222222"
-    } else {
-        "111111"
-    });
+    let wrong = other_code(&code);
     // Five wrong codes (the account's free failures) after a right password ...
     for _ in 0..5 {
         assert!(login.verify_sms_code(&sent, &wrong).await.is_err());
@@ -433,22 +443,9 @@ async fn wrong_step_up_codes_are_throttled_like_the_sign_ins_second_factor() {
     let second = attempt(login.step_up(&first.token, source).await.unwrap());
     let sent = attempt(login.send_sms_code(&second).await.unwrap());
     let code = world.sms_code(JEREMY_PHONE);
-    let wrong = OneTimeCode::from_presented(if code.expose() == "111111" {
-        "222222"
-    } else {
-        "111111"
-    });
+    let wrong = other_code(&code);
     // Five tries per attempt, as at sign-in; each counts for the account and the source.
-    for _ in 0..4 {
-        assert!(matches!(
-            login.verify_sms_code(&sent, &wrong).await,
-            Err(LoginError::WrongCode)
-        ));
-    }
-    assert!(matches!(
-        login.verify_sms_code(&sent, &wrong).await,
-        Err(LoginError::AttemptEnded)
-    ));
+    five_wrong_sms_codes(&login, &sent, &wrong).await;
     let failed = world
         .events()
         .await

@@ -355,13 +355,13 @@ async fn email_code_slot(
             start.timestamp()
         ),
     ];
-    let full = ProfileError::CodesThrottled {
+    let full = || ProfileError::CodesThrottled {
         retry_after: end - now,
     };
     // The hour's caps first: a refused request does not hold back the next one.
     for key in &keys {
         if ctx.store.counter(key, now).await? >= max {
-            return Err(full);
+            return Err(full());
         }
     }
     let gap = ctx.policy.email_code_resend_interval;
@@ -374,9 +374,7 @@ async fn email_code_slot(
     }
     for key in &keys {
         if ctx.store.increment_counter(key, now, end).await? > max {
-            return Err(ProfileError::CodesThrottled {
-                retry_after: end - now,
-            });
+            return Err(full());
         }
     }
     Ok(())

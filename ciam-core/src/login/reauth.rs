@@ -110,26 +110,41 @@ impl Login<'_> {
         } else {
             None
         };
-        let state = AttemptState {
-            id: random_id(ctx),
-            expires_at: now + ctx.policy.login.attempt_lifetime,
-            source: source.map(str::to_owned),
-            email: email.to_owned(),
-            stage: Stage::SecondFactor {
-                identity: identity.id,
-                methods: valid.session.methods.clone(),
-                goal: Goal::StepUp {
-                    session: valid.session.id,
-                },
-                sms: None,
-            },
-        };
-        Ok(LoginStep::SecondFactor {
-            attempt: seal(ctx, &state)?,
-            options,
-            phone_hint,
-        })
+        step_up_attempt(ctx, &valid, source, options, phone_hint, now)
     }
+}
+
+/// The second-factor step whose success replaces the session `valid` with a new one (step-up
+/// and re-authentication by a second factor): an attempt for the session's person with its
+/// methods so far, sealed.
+pub(crate) fn step_up_attempt(
+    ctx: &Context,
+    valid: &ValidSession,
+    source: Option<&str>,
+    options: Vec<SecondFactor>,
+    phone_hint: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<LoginStep, LoginError> {
+    let identity = &valid.access.identity;
+    let state = AttemptState {
+        id: random_id(ctx),
+        expires_at: now + ctx.policy.login.attempt_lifetime,
+        source: source.map(str::to_owned),
+        email: identity.email.as_str().to_owned(),
+        stage: Stage::SecondFactor {
+            identity: identity.id,
+            methods: valid.session.methods.clone(),
+            goal: Goal::StepUp {
+                session: valid.session.id,
+            },
+            sms: None,
+        },
+    };
+    Ok(LoginStep::SecondFactor {
+        attempt: seal(ctx, &state)?,
+        options,
+        phone_hint,
+    })
 }
 
 /// Checks the current password of the person holding `session` before a sensitive change

@@ -14,8 +14,8 @@ use crate::events::EventKind;
 use crate::identities::MembershipStatus;
 use crate::ids::{CredentialId, IdentityId};
 use crate::login::attempt::{AttemptState, Goal, Stage};
-use crate::login::flow::{after_first_factor, open, password_credential, random_id, seal};
-use crate::login::reauth::check_current_password;
+use crate::login::flow::{after_first_factor, open, password_credential, random_id};
+use crate::login::reauth::{check_current_password, step_up_attempt};
 use crate::login::throttle;
 use crate::login::{AttemptToken, Login, LoginError, LoginStep};
 use crate::secrets::SecretToken;
@@ -270,33 +270,15 @@ impl Login<'_> {
         let valid = Sessions { ctx }.validate(session).await?;
         let identity = &valid.access.identity;
         let now = ctx.now();
-        let email = identity.email.as_str().to_owned();
-        if let Some((scope, retry_after)) = throttle::locked(ctx, &email, source, now).await? {
+        let email = identity.email.as_str();
+        if let Some((scope, retry_after)) = throttle::locked(ctx, email, source, now).await? {
             return Err(LoginError::Throttled { scope, retry_after });
         }
         let (_, options) = crate::login::flow::second_factor_options(ctx, identity).await?;
         if options.is_empty() {
             return Err(LoginError::SecondFactorRequired);
         }
-        let state = AttemptState {
-            id: random_id(ctx),
-            expires_at: now + ctx.policy.login.attempt_lifetime,
-            source: source.map(str::to_owned),
-            email,
-            stage: Stage::SecondFactor {
-                identity: identity.id,
-                methods: valid.session.methods.clone(),
-                goal: Goal::StepUp {
-                    session: valid.session.id,
-                },
-                sms: None,
-            },
-        };
-        Ok(LoginStep::SecondFactor {
-            attempt: seal(ctx, &state)?,
-            options,
-            phone_hint: None,
-        })
+        step_up_attempt(ctx, &valid, source, options, None, now)
     }
 }
 

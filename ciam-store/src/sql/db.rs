@@ -311,7 +311,7 @@ impl Reads {
                 let mut lease = readers.lease().await?;
                 let query = bind_all!(sqlx::query(sql), args);
                 let rows = query
-                    .fetch_all(lease.connection()?)
+                    .fetch_all(lease.connection())
                     .await
                     .map_err(map_error)?;
                 lease.give_back();
@@ -335,7 +335,7 @@ impl Reads {
                 // `fetch_optional` stops after the first row and resets the statement, so the
                 // connection is idle again once it returns.
                 let row = query
-                    .fetch_optional(lease.connection()?)
+                    .fetch_optional(lease.connection())
                     .await
                     .map_err(map_error)?;
                 lease.give_back();

@@ -69,7 +69,7 @@ impl SqliteReaders {
         };
         Ok(Lease {
             readers: self,
-            connection: Some(connection),
+            connection,
             _permit: permit,
         })
     }
@@ -93,32 +93,28 @@ impl SqliteReaders {
     }
 }
 
-/// One connection, taken for one read.
+/// One connection, taken for one read; dropped without [`Lease::give_back`], it closes.
 pub(crate) struct Lease<'a> {
     readers: &'a SqliteReaders,
-    connection: Option<SqliteConnection>,
+    connection: SqliteConnection,
     _permit: SemaphorePermit<'a>,
 }
 
 impl Lease<'_> {
     /// The connection to run the statement on.
-    pub(crate) fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
-        self.connection
-            .as_mut()
-            .ok_or_else(|| StoreError::unavailable("the read connection was given back"))
+    pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
+        &mut self.connection
     }
 
     /// The statement ran to the end: the connection is idle and goes back for the next read
     /// (unless the store was closed meanwhile).
-    pub(crate) fn give_back(mut self) {
-        if let Some(connection) = self.connection.take() {
-            if !self.readers.permits.is_closed() {
-                self.readers
-                    .idle
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(connection);
-            }
+    pub(crate) fn give_back(self) {
+        if !self.readers.permits.is_closed() {
+            self.readers
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(self.connection);
         }
     }
 }

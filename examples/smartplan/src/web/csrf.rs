@@ -49,7 +49,7 @@ impl FromRequestParts<AppState> for Csrf {
             .extensions
             .get::<CsrfSeed>()
             .ok_or_else(|| WebError::internal("the CSRF layer is not installed").into_response())?;
-        Ok(Self(token_for(state, &seed.value(state))))
+        Ok(Self(token_for(state, seed.value(state))))
     }
 }
 
@@ -64,17 +64,15 @@ struct CsrfSeed {
 }
 
 impl CsrfSeed {
-    fn value(&self, state: &AppState) -> String {
+    /// The browser's value, or the new one (made on first use).
+    fn value(&self, state: &AppState) -> &str {
         match &self.existing {
-            Some(seed) => seed.clone(),
-            None => self
-                .new
-                .get_or_init(|| {
-                    let mut bytes = [0u8; 32];
-                    state.ciam.random().fill(&mut bytes);
-                    hex::encode(bytes)
-                })
-                .clone(),
+            Some(seed) => seed,
+            None => self.new.get_or_init(|| {
+                let mut bytes = [0u8; 32];
+                state.ciam.random().fill(&mut bytes);
+                hex::encode(bytes)
+            }),
         }
     }
 }
